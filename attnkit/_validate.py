@@ -1,0 +1,66 @@
+"""One place for argument checks, so every error names the argument, what was expected and what came.
+
+Messages follow PyTorch's template: "Expected `attn_mask` shape to be (2, 3) but got (3, 2)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def shape_str(shape: Sequence[int | str]) -> str:
+    """Format a shape like PyTorch does in its messages: (2, 3), or (2,) for one dimension."""
+    items = [str(s) for s in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def expect_tensor(name: str, x: object) -> torch.Tensor:
+    """Return `x` if it is a tensor, else raise a TypeError that names the argument."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected `{name}` to be a torch.Tensor but got {type(x).__name__}")
+    return x
+
+
+def expect_ndim(name: str, x: torch.Tensor, at_least: int, legend: str) -> None:
+    """Raise a ValueError unless `x` has at least `at_least` dimensions; `legend` names them."""
+    if x.dim() < at_least:
+        raise ValueError(
+            f"Expected `{name}` to have at least {at_least} dimensions {legend} "
+            f"but got shape {shape_str(x.shape)}"
+        )
+
+
+def expect_size(name: str, x: torch.Tensor, dim: int, size: int, what: str) -> None:
+    """Raise a ValueError unless `x.shape[dim] == size`; `what` says what that size must match."""
+    if x.shape[dim] != size:
+        raise ValueError(
+            f"Expected `{name}`.shape[{dim}] to be {size} ({what}) but got {x.shape[dim]} "
+            f"(full shape {shape_str(x.shape)})"
+        )
+
+
+def expect_broadcastable(name: str, x: torch.Tensor, target: Sequence[int]) -> None:
+    """Raise a ValueError unless `x` broadcasts to `target` (e.g. a mask to the scores' shape)."""
+    try:
+        torch.broadcast_shapes(tuple(x.shape), tuple(target))
+    except RuntimeError:
+        raise ValueError(
+            f"Expected `{name}` shape to be broadcastable to {shape_str(target)} "
+            f"but got {shape_str(x.shape)}"
+        ) from None
+    if torch.broadcast_shapes(tuple(x.shape), tuple(target)) != torch.Size(target):
+        raise ValueError(
+            f"Expected `{name}` shape to be broadcastable to {shape_str(target)} "
+            f"but got {shape_str(x.shape)}, which would grow the result"
+        )
+
+
+def expect_mask_dtype(name: str, mask: torch.Tensor, scores_dtype: torch.dtype) -> None:
+    """A mask is boolean (True = may attend) or float like the scores (added to them)."""
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(
+            f"Expected `{name}` to be a bool tensor (True = may attend) or a float tensor "
+            f"(added to the scores) but got dtype {mask.dtype}"
+        )

@@ -1,0 +1,116 @@
+"""Scaled dot-product attention, written out so a learner can read every step.
+
+This is the "equivalent to" reference in the docstring of
+`torch.nn.functional.scaled_dot_product_attention`, with the same names, argument order and mask
+semantics, and one addition: it also returns the attention weights.
+
+Shape legend (PyTorch's): B... any leading batch dims (batch, heads), L query length,
+S key length, E query/key width, Ev value width.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from attnkit._validate import (
+    expect_broadcastable,
+    expect_mask_dtype,
+    expect_ndim,
+    expect_size,
+    expect_tensor,
+)
+
+__all__ = ["softmax", "scaled_dot_product_attention"]
+
+def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Numerically stable softmax that gives zeros, not NaN, on a row whose every entry is -inf.
+
+    Subtracting the row maximum keeps exp() from overflowing; a fully masked row has nothing to
+    attend to, and we follow PyTorch's SDPA in giving it all-zero weights.
+
+    Shapes: scores (..., N) -> weights (..., N), each row summing to 1 (or 0 if fully masked).
+
+    See chapters/01_attention.ipynb and chapters/03_masking.ipynb.
+    """
+    expect_tensor("scores", scores)
+    row_max = scores.amax(dim=dim, keepdim=True)  # (..., 1)
+    fully_masked = torch.isneginf(row_max)  # (..., 1): nothing to attend to
+    shifted = scores - torch.where(fully_masked, torch.zeros_like(row_max), row_max)
+    exp = torch.exp(shifted)  # exp(-inf) = 0, so masked entries vanish
+    total = exp.sum(dim=dim, keepdim=True)
+    return torch.where(fully_masked, torch.zeros_like(exp), exp / total.clamp_min(1e-38))
+
+
+def scaled_dot_product_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(Q K^T * scale + mask) V, exactly as `F.scaled_dot_product_attention`, plus weights.
+
+    Masks: a bool `attn_mask` is True where a query *may attend* to a key; a float one is *added*
+    to the scores. `is_causal=True` is top-left aligned like PyTorch's (tril of ones(L, S)); for
+    decoding with a cache use `attnkit.causal_mask(L, S)`, which is bottom-right aligned. A query
+    whose keys are all masked gets zero weights and a zero output, as PyTorch does. Dropout is
+    applied whenever `dropout_p > 0`, training or not, as in PyTorch; the returned weights are the
+    ones after dropout, i.e. the ones multiplied with V.
+
+    Shapes:
+        query (B..., L, E), key (B..., S, E), value (B..., S, Ev),
+        attn_mask broadcastable to (B..., L, S)
+        -> output (B..., L, Ev), weights (B..., L, S)
+        With enable_gqa, key/value may have fewer heads (dim -3) than query, a divisor of them.
+
+    See chapters/01_attention.ipynb.
+    """
+    for name, x in (("query", query), ("key", key), ("value", value)):
+        expect_tensor(name, x)
+        expect_ndim(name, x, 2, "(..., length, width)")
+    E = query.shape[-1]
+    expect_size("key", key, -1, E, "the query width E")
+    expect_size("value", value, -2, key.shape[-2], "the key length S")
+    if not 0.0 <= dropout_p < 1.0:
+        raise ValueError(f"Expected `dropout_p` in [0, 1) but got {dropout_p}")
+    if enable_gqa and key.dim() >= 3 and key.shape[-3] != query.shape[-3]:
+        Hq, Hk = query.shape[-3], key.shape[-3]
+        if Hq % Hk != 0:
+            raise ValueError(
+                f"Expected the query heads ({Hq}) to be a multiple of the key heads ({Hk}) "
+                "with enable_gqa=True"
+            )
+        # each key/value head serves Hq // Hk query heads: (B, Hk, S, E) -> (B, Hq, S, E)
+        key = key.repeat_interleave(Hq // Hk, dim=-3)
+        value = value.repeat_interleave(Hq // Hk, dim=-3)
+
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(E) if scale is None else scale
+    # (B..., L, E) x (B..., E, S) -> (B..., L, S): one score per query-key pair
+    scores = query @ key.transpose(-2, -1) * scale
+
+    if is_causal:
+        if attn_mask is not None:
+            raise ValueError("Expected either `attn_mask` or `is_causal=True`, not both")
+        # top-left aligned, like PyTorch: query i sees keys 0..i whatever S is
+        attn_mask = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
+    if attn_mask is not None:
+        expect_tensor("attn_mask", attn_mask)
+        expect_mask_dtype("attn_mask", attn_mask, scores.dtype)
+        expect_broadcastable("attn_mask", attn_mask, scores.shape)
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))  # True = may attend
+        else:
+            scores = scores + attn_mask  # float masks are added, -inf blocks
+
+    weights = softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1
+    if dropout_p > 0.0:
+        weights = torch.dropout(weights, dropout_p, train=True)  # survivors scaled by 1/(1-p)
+    output = weights @ value  # (B..., L, S) x (B..., S, Ev) -> (B..., L, Ev)
+    return output, weights

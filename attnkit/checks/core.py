@@ -1,0 +1,387 @@
+"""Exercises and their tests: one code path for the students' self-checks and the instructor's grader.
+
+A test is a `Case` (named inputs). Running a case calls a function on copies of its inputs and turns
+what comes back into plain tensors (`run_case`); judging compares those with the reference's, and
+explains a mismatch (`judge`). The self-check does both in the student's kernel; the grader runs the
+first in a sandboxed worker and the second in its own process, so nothing the student's code does
+to torch, numpy or `==` can change a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import traceback
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from attnkit._validate import shape_str
+
+__all__ = ["Case", "Misconception", "Exercise", "CaseResult", "ExerciseReport", "run_case", "judge",
+           "run_exercise", "case_seed"]
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+# Statuses, shared with the grader (which adds "timeout", "crashed", "missing", "invalid").
+PASSED, FAILED, ERROR, NOT_IMPLEMENTED = "passed", "failed", "error", "not_implemented"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test: keyword inputs for the exercise's function, and a name that says what they are."""
+
+    name: str  # shown to students, e.g. "batch of 2, L=3 queries, S=5 keys, boolean mask"
+    inputs: dict[str, Any]  # tensors and plain values (int, float, bool, str, lists of them)
+    hidden: bool = False  # hidden cases run only in the grader and are never described in feedback
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """A predictable wrong answer: if the student's output equals `wrong(**inputs)`, say `hint`."""
+
+    wrong: Callable[..., Any]  # called like the reference, returns the mistaken output
+    hint: str
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """A graded exercise: which function the student writes, its tests and the reference solution."""
+
+    id: str  # "1.3": chapter.number
+    notebook: str  # the released notebook it lives in, e.g. "01_attention.ipynb"
+    function: str  # the name the student defines in that notebook
+    title: str  # one line: what the function does
+    reference: Callable[..., Any]  # the correct function, called exactly like the student's
+    make_cases: Callable[[torch.Generator], list[Case]]  # the public cases (self-check and grader)
+    make_hidden_cases: Callable[[torch.Generator], list[Case]] | None = None  # grader only
+    call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None  # default: fn(**inputs)
+    output_names: tuple[str, ...] = ("output",)  # names of the returned tensors, for messages
+    misconceptions: tuple[Misconception, ...] = ()
+    points: float = 1.0
+    atol: float = 1e-5
+    rtol: float = 1e-4
+
+    def cases(self, seed: int | None = None, *, hidden: bool = False) -> list[Case]:
+        """The public cases (seeded by the exercise id), plus hidden ones drawn from `seed`."""
+        cases = list(self.make_cases(torch.Generator().manual_seed(case_seed(self.id))))
+        if hidden and self.make_hidden_cases is not None:
+            gen = torch.Generator().manual_seed(case_seed(self.id, seed if seed is not None else 0, "hidden"))
+            cases += [Case(c.name, c.inputs, hidden=True) for c in self.make_hidden_cases(gen)]
+        return cases
+
+    def invoke(self, fn: Callable[..., Any], inputs: dict[str, Any]) -> Any:
+        """Call `fn` (student's or reference) on the case inputs, the one way both are called."""
+        return self.call(fn, inputs) if self.call is not None else fn(**inputs)
+
+
+@dataclass
+class CaseResult:
+    """The verdict on one case."""
+
+    case: Case
+    status: str  # PASSED, FAILED, ERROR or NOT_IMPLEMENTED
+    message: str = ""
+
+
+@dataclass
+class ExerciseReport:
+    """All case verdicts of one exercise, with the points they earn and a readable summary."""
+
+    exercise: Exercise
+    results: list[CaseResult] = field(default_factory=list)
+    status_override: str | None = None  # set by the grader: "missing", "timeout", ...
+    message_override: str = ""
+
+    @property
+    def passed(self) -> int:
+        return sum(r.status == PASSED for r in self.results)
+
+    @property
+    def status(self) -> str:
+        if self.status_override:
+            return self.status_override
+        if self.results and all(r.status == PASSED for r in self.results):
+            return PASSED
+        if any(r.status == NOT_IMPLEMENTED for r in self.results):
+            return NOT_IMPLEMENTED
+        if any(r.status == ERROR for r in self.results):
+            return ERROR
+        return FAILED
+
+    @property
+    def points(self) -> float:
+        """Partial credit: the share of cases passed, of the exercise's points."""
+        if self.status_override or not self.results:
+            return 0.0
+        return round(self.exercise.points * self.passed / len(self.results), 2)
+
+    def render(self, *, show_hidden: bool = False) -> str:
+        """A few lines a student can act on: pass, not implemented yet, or the first failing case."""
+        ex = self.exercise
+        head = f"Exercise {ex.id} ({ex.function})"
+        if self.status_override:
+            return f"✗ {head}: {self.message_override}"
+        status = self.status
+        if status == PASSED:
+            return f"✓ {head}: all {len(self.results)} checks passed."
+        if status == NOT_IMPLEMENTED:
+            return (f"… {head}: not implemented yet. Replace the `raise NotImplementedError(...)` line "
+                    f"in `{ex.function}` with your code, then run this cell again.")
+        lines = [f"✗ {head}: {self.passed} of {len(self.results)} checks passed."]
+        first = next(r for r in self.results if r.status != PASSED)
+        if first.case.hidden and not show_hidden:
+            lines.append("  A hidden check failed (its inputs are not shown). Re-read the exercise's "
+                         "edge cases: masks, batch sizes, L != S.")
+        else:
+            lines.append(f'  Check "{first.case.name}":')
+            lines += ["    " + line for line in first.message.splitlines()]
+        return "\n".join(lines)
+
+
+def case_seed(*parts: object) -> int:
+    """A stable seed from strings and ints (Python's hash() is salted per process; crc32 is not)."""
+    return zlib.crc32("/".join(map(str, parts)).encode())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running: call a function on a case and turn its result into plain tensors.
+# ---------------------------------------------------------------------------------------------------
+
+
+def copy_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Fresh copies, so a function that changes its inputs in place cannot change the next call's."""
+    return {k: v.clone() if isinstance(v, torch.Tensor) else _deep_copy_plain(v) for k, v in inputs.items()}
+
+
+def _deep_copy_plain(v: Any) -> Any:
+    if isinstance(v, list | tuple):
+        return type(v)(_deep_copy_plain(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _deep_copy_plain(x) for k, x in v.items()}
+    if isinstance(v, torch.Tensor):
+        return v.clone()
+    return v
+
+
+class OutputTypeError(Exception):
+    """The function returned something that is not a tensor (or a tuple of tensors)."""
+
+
+def to_plain(out: Any, n_outputs: int) -> tuple[torch.Tensor, ...]:
+    """Turn a result into a tuple of ordinary CPU tensors, refusing anything else with a clear reason.
+
+    Subclasses and objects that pretend to be tensors are refused; numbers and numpy arrays are
+    accepted and converted, so `float` answers work.
+    """
+    items = list(out) if isinstance(out, tuple | list) and n_outputs > 1 else [out]
+    if isinstance(out, tuple | list) and n_outputs == 1 and len(out) != 1:
+        raise OutputTypeError(f"returned a {type(out).__name__} of {len(out)} items")
+    plain = []
+    for item in items:
+        if type(item) is torch.Tensor or type(item) is torch.nn.Parameter:
+            t = item.detach().cpu()
+        elif isinstance(item, bool | int | float):
+            t = torch.tensor(item)
+        elif type(item).__module__ == "numpy" and hasattr(item, "dtype") and hasattr(item, "shape"):
+            t = torch.as_tensor(item.copy())  # numpy arrays and scalars only
+        elif isinstance(item, torch.Tensor):  # a subclass: may override comparisons
+            raise OutputTypeError(f"returned a subclass of torch.Tensor ({type(item).__name__})")
+        else:
+            raise OutputTypeError(f"returned a {type(item).__name__}")
+        plain.append(t.clone())
+    return tuple(plain)
+
+
+@dataclass
+class Ran:
+    """What came back from calling a function on a case: plain tensors, or why there are none."""
+
+    status: str  # PASSED here means "returned"; ERROR / NOT_IMPLEMENTED otherwise
+    outputs: tuple[torch.Tensor, ...] = ()
+    message: str = ""
+
+
+def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
+    """Call `fn` on a copy of the case's inputs; never raises for anything the function does."""
+    inputs = copy_inputs(case.inputs)
+    try:
+        out = exercise.invoke(fn, inputs)
+    except NotImplementedError:
+        return Ran(NOT_IMPLEMENTED, message="not implemented yet")
+    except Exception as err:  # the student's bug, reported, never re-raised
+        return Ran(ERROR, message=_describe_exception(err))
+    try:
+        outputs = to_plain(out, len(exercise.output_names))
+    except OutputTypeError as err:
+        names = ", ".join(exercise.output_names)
+        what = "a torch.Tensor" if len(exercise.output_names) == 1 else "a tuple of torch.Tensors"
+        return Ran(ERROR, message=f"Your function should return {what} ({names}) but it {err}.")
+    changed = [k for k, v in inputs.items()
+               if isinstance(v, torch.Tensor) and not _same(v, case.inputs[k])]
+    if changed:
+        return Ran(ERROR, message=f"Your function changed its input `{changed[0]}` in place. Work on a "
+                                  "copy (e.g. `x = x.clone()`) or use out-of-place operations.")
+    return Ran(PASSED, outputs=outputs)
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.nan_to_num(), b.nan_to_num()))
+
+
+def _describe_exception(err: BaseException) -> str:
+    """The exception and the student's own line that raised it (frames inside attnkit are skipped)."""
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
+    where = ""
+    if frames:
+        f = frames[-1]
+        code = f" — `{f.line.strip()}`" if f.line else ""
+        where = f"\n(in `{f.name}`, line {f.lineno}{code})"
+    return f"Your function raised {type(err).__name__}: {err}{where}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Judging: compare plain outputs with the reference's and explain the difference.
+# ---------------------------------------------------------------------------------------------------
+
+
+def describe_inputs(inputs: dict[str, Any]) -> str:
+    """One line listing each input with its shape and dtype (or its value if small and plain)."""
+    parts = []
+    for k, v in inputs.items():
+        if isinstance(v, torch.Tensor):
+            dtype = str(v.dtype).replace("torch.", "")
+            parts.append(f"{k} {shape_str(v.shape)} {dtype}")
+        else:
+            text = repr(v)
+            parts.append(f"{k}={text if len(text) <= 40 else text[:37] + '...'}")
+    return "inputs: " + ", ".join(parts)
+
+
+def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ran: Ran) -> CaseResult:
+    """Compare what the student's function returned with the reference's, and say what is wrong."""
+    if ran.status != PASSED:
+        return CaseResult(case, ran.status, ran.message + "\n" + describe_inputs(case.inputs))
+    problem = compare(exercise, expected, ran.outputs)
+    if problem is None:
+        return CaseResult(case, PASSED)
+    hint = _misconception_hint(exercise, case, ran.outputs)
+    message = problem + "\n" + describe_inputs(case.inputs)
+    if hint:
+        message += "\nHint: " + hint
+    return CaseResult(case, FAILED, message)
+
+
+def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor]) -> str | None:
+    """None if every output matches; else a message naming the output and expected vs actual."""
+    names = exercise.output_names
+    if len(actual) != len(expected):
+        return (f"Expected {len(expected)} outputs ({', '.join(names)}) but got {len(actual)}.")
+    for name, want, got in zip(names, expected, actual, strict=True):
+        if tuple(got.shape) != tuple(want.shape):
+            msg = f"Expected `{name}` shape to be {shape_str(want.shape)} but got {shape_str(got.shape)}."
+            if sorted(got.shape) == sorted(want.shape):
+                msg += " Same sizes in another order: a transpose or a permute in the wrong place?"
+            return msg
+        if want.dtype == torch.bool or got.dtype == torch.bool:
+            if want.dtype != got.dtype:
+                return f"Expected `{name}` to have dtype {want.dtype} but got {got.dtype}."
+            if not torch.equal(want, got):
+                return _first_difference(name, want, got, "differs from the expected mask")
+            continue
+        if not (want.is_floating_point() or want.is_complex()):
+            if got.is_floating_point() or not torch.equal(want, got.to(want.dtype)):
+                return _first_difference(name, want, got, "differs from the expected values")
+            continue
+        got_f, want_f = got.double(), want.double()
+        nan_got = torch.isnan(got_f) & ~torch.isnan(want_f)
+        if nan_got.any():
+            idx = tuple(int(i) for i in nan_got.nonzero()[0])
+            return (f"`{name}` contains NaN at {int(nan_got.sum())} position(s), e.g. at index {idx}, where "
+                    f"the expected value is {float(want_f[idx]):.4g}. NaN comes from exp() overflowing "
+                    "(inf / inf: subtract the row maximum first) or from a row whose every score is -inf "
+                    "(0 / 0: a fully masked row).")
+        if not torch.allclose(got_f, want_f, atol=exercise.atol, rtol=exercise.rtol, equal_nan=True):
+            return _first_difference(name, want_f, got_f, "differs from the expected values")
+    return None
+
+
+def _fmt(t: torch.Tensor) -> str:
+    values = t.flatten().tolist()
+    if t.dtype == torch.bool:
+        text = ", ".join("T" if v else "F" for v in values[:12])
+    else:
+        text = ", ".join(_num(v) for v in values[:8])
+    more = ", ..." if len(values) > (12 if t.dtype == torch.bool else 8) else ""
+    return f"[{text}{more}]"
+
+
+def _num(v: float | int) -> str:
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: str) -> str:
+    """Point at the first row that differs and show it both ways."""
+    if want.dim() == 0:
+        return f"`{name}` {what}: expected {_num(want.item())}, got {_num(got.item())}."
+    bad = ~torch.isclose(got.double(), want.double(), atol=1e-5, rtol=1e-4, equal_nan=True) \
+        if want.dtype != torch.bool else want != got
+    idx = tuple(int(i) for i in bad.nonzero()[0])
+    row = idx[:-1]
+    label = f"{name}[{', '.join(map(str, row))}{', ' if row else ''}:]"
+    lines = [f"`{name}` {what} ({int(bad.sum())} of {bad.numel()} entries differ).",
+             f"expected {label} = {_fmt(want[row])}",
+             f"got      {label} = {_fmt(got[row])}"]
+    if want.is_floating_point():
+        lines[0] = lines[0][:-2] + f"; largest difference {float((got - want).abs().nan_to_num(math.inf).max()):.3g})."
+    return "\n".join(lines)
+
+
+def _misconception_hint(exercise: Exercise, case: Case, actual: tuple[torch.Tensor, ...]) -> str | None:
+    """The hint of the first known misconception whose output equals the student's."""
+    for m in exercise.misconceptions:
+        try:
+            wrong = to_plain(exercise.invoke(m.wrong, copy_inputs(case.inputs)), len(exercise.output_names))
+        except Exception:  # a misconception that does not apply to these inputs
+            continue
+        if compare(exercise, wrong, actual) is None:
+            return m.hint
+    # Generic: the right values, transposed.
+    for got, want in zip(actual, _expected(exercise, case), strict=False):
+        if got.dim() >= 2 and want.dim() >= 2 and got.shape == want.transpose(-2, -1).shape \
+                and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
+                                                               atol=exercise.atol, rtol=exercise.rtol):
+            return "Your values are right but transposed: swap the last two dimensions."
+    return None
+
+
+def _expected(exercise: Exercise, case: Case) -> tuple[torch.Tensor, ...]:
+    return to_plain(exercise.invoke(exercise.reference, copy_inputs(case.inputs)), len(exercise.output_names))
+
+
+def expected_outputs(exercise: Exercise, case: Case) -> tuple[torch.Tensor, ...]:
+    """The reference's outputs on a case (computed by the checker, never by the student's process)."""
+    return _expected(exercise, case)
+
+
+def run_exercise(exercise: Exercise, fn: Callable[..., Any] | None, *, seed: int | None = None,
+                 hidden: bool = False) -> ExerciseReport:
+    """Run every case in this process and judge it: the self-check, and the grader's tests."""
+    report = ExerciseReport(exercise)
+    if fn is None or not callable(fn):
+        report.status_override = "missing"
+        report.message_override = (f"no function named `{exercise.function}` was found. Define it with "
+                                   f"`def {exercise.function}(...)` in the exercise cell and run that cell.")
+        return report
+    for case in exercise.cases(seed, hidden=hidden):
+        ran = run_case(exercise, fn, case)
+        report.results.append(judge(exercise, case, expected_outputs(exercise, case), ran))
+        if ran.status == NOT_IMPLEMENTED:
+            break  # one "not implemented yet" says it all
+    return report

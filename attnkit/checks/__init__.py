@@ -66,7 +66,8 @@ def check(exercise_id: str, fn: Callable[..., Any] | None = None) -> None:
     """
     exercise = get_exercise(exercise_id)
     if fn is None:
-        fn = inspect.currentframe().f_back.f_globals.get(exercise.function)  # type: ignore[union-attr]
+        caller = inspect.currentframe().f_back  # type: ignore[union-attr]
+        fn = caller.f_locals.get(exercise.function, caller.f_globals.get(exercise.function))
     if _recorder is not None:  # inside the grader's worker: remember, do not run
         _recorder(exercise, fn)
         return

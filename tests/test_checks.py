@@ -1,0 +1,150 @@
+"""The self-check core: every student mistake becomes a message, never a traceback from the checker."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import attnkit.checks as checks
+from attnkit import check
+from attnkit.checks import get_exercise, run_exercise
+from attnkit.checks.core import ERROR, FAILED, PASSED, to_plain
+
+
+def good_attention(query, key, value, attn_mask=None):
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ value, weights
+
+
+def test_check_prints_pass(capsys):
+    check("1.4", good_attention)
+    out = capsys.readouterr().out
+    assert out.startswith("✓ Exercise 1.4 (scaled_dot_product_attention): all 3 checks passed.")
+
+
+def test_check_finds_the_function_by_name_in_the_caller(capsys):
+    scaled_dot_product_attention = good_attention  # noqa: F841  (looked up by check)
+    check("1.4")
+    assert "all 3 checks passed" in capsys.readouterr().out
+
+
+def test_check_reports_missing_function(capsys):
+    check("1.4")
+    assert "no function named `scaled_dot_product_attention` was found" in capsys.readouterr().out
+
+
+def test_unknown_exercise_lists_known_ids():
+    with pytest.raises(ValueError, match=r"Expected an exercise id such as 1\.1, 1\.2.* but got '9\.9'"):
+        check("9.9", good_attention)
+
+
+def test_exception_in_student_code_is_a_message_naming_the_line(capsys):
+    def scaled_dot_product_attention(query, key, value, attn_mask=None):
+        return query @ key  # wrong: key not transposed
+
+    check("1.4", scaled_dot_product_attention)
+    out = capsys.readouterr().out
+    assert "Your function raised RuntimeError" in out
+    assert "return query @ key" in out
+    assert "Traceback" not in out
+
+
+def test_shape_mismatch_names_expected_and_actual():
+    def transposed(query, key, value, attn_mask=None):
+        out, w = good_attention(query, key, value, attn_mask)
+        return out.transpose(-2, -1), w
+
+    report = run_exercise(get_exercise("1.4"), transposed)
+    text = report.render()
+    assert "Expected `output` shape to be (3, 4) but got (4, 3)" in text
+    assert "transposed" in text
+
+
+def test_value_mismatch_shows_a_row_both_ways_and_the_inputs():
+    def unscaled(query, key, value, attn_mask=None):
+        return good_attention(query * math.sqrt(query.shape[-1]), key, value, attn_mask)
+
+    text = run_exercise(get_exercise("1.4"), unscaled).render()
+    assert "expected output[0, :] = [" in text and "got      output[0, :] = [" in text
+    assert "inputs: query (3, 4) float32, key (3, 4) float32, value (3, 4) float32" in text
+    assert "Hint: Divide the scores by sqrt(d_k)" in text
+
+
+def test_nan_output_is_explained():
+    def naive_softmax(x):
+        return torch.exp(x) / torch.exp(x).sum(-1, keepdim=True)
+
+    report = run_exercise(get_exercise("1.1"), naive_softmax)
+    assert report.status == FAILED
+    assert "contains NaN" in report.render() and "subtract the row maximum" in report.render()
+
+
+class AlwaysEqual:
+    def __eq__(self, other):
+        return True
+
+    def __array__(self, *args, **kwargs):
+        return np.zeros(3)
+
+
+class SneakyTensor(torch.Tensor):
+    def __eq__(self, other):
+        return True
+
+
+def test_objects_that_claim_to_equal_anything_earn_nothing():
+    for wrong in (AlwaysEqual(), torch.zeros(3).as_subclass(SneakyTensor)):
+        report = run_exercise(get_exercise("1.1"), lambda x, w=wrong: w)
+        assert report.points == 0 and report.status == ERROR
+        assert "should return a torch.Tensor" in report.render()
+
+
+def test_numpy_and_numbers_are_accepted_as_plain_values():
+    assert to_plain(np.ones((2, 2)), 1)[0].shape == (2, 2)
+    assert to_plain(1.5, 1)[0].item() == 1.5
+
+
+def test_changing_inputs_in_place_is_reported():
+    def softmax(x):
+        x -= x.max(dim=-1, keepdim=True).values
+        return torch.softmax(x, dim=-1)
+
+    report = run_exercise(get_exercise("1.1"), softmax)
+    assert report.status == ERROR
+    assert "changed its input `x` in place" in report.render()
+
+
+def test_partial_credit_is_the_share_of_cases_passed():
+    def only_2d(x):
+        if x.dim() != 2:
+            raise ValueError("I only handle matrices")
+        return torch.softmax(x, dim=-1)
+
+    report = run_exercise(get_exercise("1.1"), only_2d)
+    passed = sum(r.status == PASSED for r in report.results)
+    assert 0 < passed < len(report.results)
+    assert report.points == round(passed / len(report.results), 2)
+
+
+def test_hidden_failures_do_not_show_their_inputs():
+    def only_public(x):
+        if x.dim() == 3:
+            return torch.zeros_like(x)
+        return torch.softmax(x, dim=-1)
+
+    report = run_exercise(get_exercise("1.1"), only_public, hidden=True)
+    text = report.render()
+    assert report.status == FAILED
+    assert "hidden check failed" in text and "inputs:" not in text
+
+
+def test_recorder_hook_records_instead_of_running(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(checks, "_recorder", lambda ex, fn: seen.append((ex.id, fn)))
+    check("1.4", good_attention)
+    assert seen == [("1.4", good_attention)]
+    assert capsys.readouterr().out == ""

@@ -1,0 +1,190 @@
+"""Pictures of attention: heatmaps of weights with token labels, one panel per head.
+
+Every function takes torch tensors or numpy arrays, draws into the Axes/Figure you pass (or a new
+pyplot one), returns it and never calls `plt.show()`, so a notebook shows it once and you may
+`plt.close(fig)` whenever you like. Rows are queries (L), columns are keys (S).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from attnkit._validate import shape_str
+from attnkit.scoring import softmax_saturation
+
+__all__ = ["show_attention", "show_heads", "plot_softmax_saturation"]
+
+ANNOTATE_MAX = 12  # annotate each cell with its value when L and S are both at most this
+
+
+def _as_array(name: str, x: object) -> np.ndarray:
+    """A float numpy copy of a tensor (detached, on the CPU) or of anything array-like."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().float().numpy()
+    try:
+        return np.array(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Expected `{name}` to be a torch.Tensor or a numpy array but got {type(x).__name__}"
+        ) from None
+
+
+def _expect_labels(name: str, labels: Sequence[object] | None, n: int, what: str) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"Expected {n} `{name}` (one per {what}) but got {len(labels)}")
+    return [str(label) for label in labels]
+
+
+def _color_range(w: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[float, float]:
+    """Weights in [0, 1] get the fixed range 0..1 so that pictures compare; anything else its own range."""
+    finite = w[np.isfinite(w)]
+    if finite.size and finite.min() >= 0 and finite.max() <= 1:
+        lo, hi = 0.0, 1.0
+    else:
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    return (lo if vmin is None else vmin), (hi if vmax is None else vmax)
+
+
+def show_attention(
+    weights: torch.Tensor | np.ndarray,
+    query_labels: Sequence[object] | None = None,
+    key_labels: Sequence[object] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    annotate: bool | None = None,
+    cmap: str = "viridis",
+    *,
+    colorbar: bool = True,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Axes:
+    """Heatmap of one attention matrix, queries down the side and keys along the bottom, labelled by token.
+
+    Values are written in the cells when the matrix is small (`annotate=None`: L, S <= 12). The colour
+    range is 0..1 for weights (so pictures compare) unless `vmin`/`vmax` say otherwise; NaN cells are blank.
+
+    Shapes: weights (L, S), query_labels L items, key_labels S items -> the Axes drawn on.
+
+    See chapters/01_attention.ipynb.
+    """
+    w = _as_array("weights", weights)
+    if w.ndim != 2:
+        raise ValueError(
+            f"Expected `weights` shape to be (L, S) but got {shape_str(w.shape)}; "
+            "use show_heads for (H, L, S) or (layers, H, L, S)"
+        )
+    L, S = w.shape
+    ylabels = _expect_labels("query_labels", query_labels, L, "query")
+    xlabels = _expect_labels("key_labels", key_labels, S, "key")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.5 * max(S, 4), 0.8 + 0.5 * max(L, 3)))
+    lo, hi = _color_range(w, vmin, vmax)
+
+    image = ax.imshow(w, cmap=cmap, vmin=lo, vmax=hi)
+    ax.set_xticks(range(S), labels=xlabels, rotation=90 if max(map(len, xlabels), default=0) > 2 else 0)
+    ax.set_yticks(range(L), labels=ylabels)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
+    if title is not None:
+        ax.set_title(title)
+    if annotate is None:
+        annotate = L <= ANNOTATE_MAX and S <= ANNOTATE_MAX
+    if annotate:
+        for i in range(L):
+            for j in range(S):
+                if np.isfinite(w[i, j]):
+                    r, g, b, _ = image.cmap(image.norm(w[i, j]))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # perceived brightness of the cell
+                    ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return ax
+
+
+def show_heads(
+    weights: torch.Tensor | np.ndarray,
+    query_labels: Sequence[object] | None = None,
+    key_labels: Sequence[object] | None = None,
+    titles: Sequence[str] | None = None,
+    *,
+    annotate: bool | None = None,
+    cmap: str = "viridis",
+    fig: Figure | None = None,
+) -> Figure:
+    """A grid of heatmaps, one row per layer and one column per head, sharing one colour scale.
+
+    Comparing heads side by side shows that each learns its own pattern; `titles` (one per panel,
+    row by row) default to "head h" or "layer l, head h". Only the outer panels carry tick labels.
+
+    Shapes: weights (H, L, S) or (layers, H, L, S), query_labels L items, key_labels S items
+        -> the Figure drawn on.
+
+    See chapters/01_attention.ipynb.
+    """
+    w = _as_array("weights", weights)
+    if w.ndim == 3:
+        w = w[None]  # (H, L, S) -> (1, H, L, S)
+    if w.ndim != 4:
+        raise ValueError(
+            f"Expected `weights` shape to be (H, L, S) or (layers, H, L, S) but got {shape_str(w.shape)}"
+        )
+    layers, H, L, S = w.shape
+    if titles is None:
+        titles = [f"head {h}" if layers == 1 else f"layer {l}, head {h}" for l in range(layers) for h in range(H)]
+    elif len(titles) != layers * H:
+        raise ValueError(f"Expected {layers * H} `titles` (one per panel, layers x heads) but got {len(titles)}")
+    if fig is None:
+        fig = plt.figure(figsize=(0.6 + H * (0.8 + 0.35 * max(S, 4)), layers * (0.8 + 0.35 * max(L, 4))))
+    axes = fig.subplots(layers, H, squeeze=False)  # (layers, H) grid of Axes
+    lo, hi = _color_range(w, None, None)
+    for l in range(layers):
+        for h in range(H):
+            show_attention(w[l, h], query_labels, key_labels, ax=axes[l, h], title=titles[l * H + h],
+                           annotate=annotate, cmap=cmap, colorbar=False, vmin=lo, vmax=hi)
+            axes[l, h].label_outer()
+    fig.colorbar(axes[0, 0].images[0], ax=axes, shrink=0.8)
+    return fig
+
+
+def plot_softmax_saturation(
+    d_ks: Sequence[int] = (1, 4, 16, 64, 256, 1024),
+    S: int = 16,
+    num_samples: int = 256,
+    generator: torch.Generator | None = None,
+    fig: Figure | None = None,
+) -> Figure:
+    """Plot why dot products are scaled: unscaled, the softmax turns one-hot and its gradient vanishes as d_k grows.
+
+    Left: the mean largest weight of a row; right: the mean size of the softmax Jacobian, which scales
+    every gradient flowing back to the scores. The numbers come from `attnkit.softmax_saturation`.
+
+    Shapes: d_ks (K,) -> the Figure drawn on (two panels, d_k on a log axis).
+
+    See chapters/01_attention.ipynb.
+    """
+    stats = softmax_saturation(d_ks, S=S, num_samples=num_samples, generator=generator)
+    if fig is None:
+        fig = plt.figure(figsize=(9, 3.2))
+    ax_max, ax_grad = fig.subplots(1, 2)
+    for kind, style in (("unscaled", "o-"), ("scaled", "s--")):
+        label = "q.k" if kind == "unscaled" else "q.k / sqrt(d_k)"
+        ax_max.plot(stats["d_k"], stats[f"max_weight_{kind}"], style, label=label)
+        ax_grad.plot(stats["d_k"], stats[f"grad_norm_{kind}"], style, label=label)
+    ax_max.axhline(1.0 / S, color="grey", lw=0.8, ls=":", label=f"uniform 1/S = {1 / S:.3f}")
+    ax_max.set(xscale="log", xlabel="d_k", ylabel="largest weight in a row", ylim=(0, 1.05),
+               title="softmax saturates")
+    ax_grad.set(xscale="log", xlabel="d_k", ylabel="|| d softmax / d scores ||", ylim=(0, None),
+                title="and its gradient vanishes")
+    ax_max.legend(fontsize=8)
+    ax_grad.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

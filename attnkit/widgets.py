@@ -1,0 +1,586 @@
+"""Interactive explorers for the chapters: move a control, see the attention change.
+
+Each explorer returns an `ipywidgets.VBox` of controls above an `ipywidgets.Output` that holds the
+figure as a PNG, redrawn whenever a control moves. Each has a pure `*_explorer_data` function that
+computes what is drawn, so it can be tested without a browser; the controls' `description`s are
+stable (a browser test finds them by it). Random inputs come from a seeded generator: every explorer
+is deterministic. ipywidgets, matplotlib and torch load inside the functions, so importing this
+module is instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ipywidgets
+    import torch
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "temperature_explorer",
+    "temperature_explorer_data",
+    "local_attention_explorer",
+    "local_attention_explorer_data",
+    "attention_explorer",
+    "attention_explorer_data",
+    "mask_explorer",
+    "mask_explorer_data",
+    "heads_explorer",
+    "heads_explorer_data",
+    "decoding_explorer",
+    "decoding_explorer_data",
+]
+
+MAX_D_K = 512  # the d_k slider's range; sampled scores use the first d_k of MAX_D_K dimensions
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared machinery: a Figure outside pyplot (never shown twice, nothing to close) rendered into an Output
+
+
+def _figure(width: float, height: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _render(out: ipywidgets.Output, fig: Figure, text: str) -> None:
+    """Replace the Output's content by the figure as a PNG (and `text` as its plain-text form)."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    png = base64.b64encode(buffer.getvalue()).decode("ascii")
+    out.outputs = ({"output_type": "display_data", "metadata": {},
+                    "data": {"image/png": png, "text/plain": text}},)
+
+
+def _explorer(
+    controls: Sequence[ipywidgets.Widget],
+    draw: Callable[[], tuple[Figure, str]],
+    shown: Sequence[ipywidgets.Widget] | None = None,
+) -> ipywidgets.VBox:
+    """`shown` (default: the controls) above an Output; `draw()` runs now and whenever a control changes."""
+    import ipywidgets as widgets
+
+    out = widgets.Output()
+
+    def redraw(_change: object = None) -> None:
+        fig, text = draw()
+        _render(out, fig, text)
+
+    for control in controls:
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([*(controls if shown is None else shown), out])
+
+
+def _entropy(weights: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats of each row of weights, with 0 log 0 = 0."""
+    import torch
+
+    return -torch.special.xlogy(weights, weights).sum(dim=-1)  # (..., S) -> (...)
+
+
+def _labels(labels: Sequence[object] | None, n: int, name: str) -> list[str]:
+    if labels is None:
+        return [str(i) for i in range(n)]
+    if len(labels) != n:
+        raise ValueError(f"Expected {n} `{name}` (one per position) but got {len(labels)}")
+    return [str(label) for label in labels]
+
+
+def _bars(ax: Any, values: torch.Tensor, labels: list[str], ylabel: str, title: str) -> None:
+    ax.bar(range(len(labels)), values.tolist())
+    ax.set_xticks(range(len(labels)), labels=labels, rotation=90 if max(map(len, labels)) > 2 else 0)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set(ylabel=ylabel, title=title)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Temperature and scaling
+
+
+def temperature_explorer_data(
+    d_k: int = 16,
+    temperature: float = 1.0,
+    scaled: bool = True,
+    scores: torch.Tensor | Sequence[float] | None = None,
+    S: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the temperature explorer draws: logits = scores (/ sqrt(d_k) if scaled) / temperature, their softmax.
+
+    Without `scores`, q . k_j for seeded unit-variance q and k_j using their first d_k dimensions, so the
+    scores' variance grows like d_k and the softmax saturates unless scaled.
+
+    Shapes: scores (S,) -> dict: "scores", "logits", "weights" (S,); "entropy", "max_entropy" floats (nats).
+
+    See chapters/01_attention.ipynb.
+    """
+    import math
+
+    import torch
+
+    from attnkit.attention import softmax
+
+    if not 1 <= d_k <= MAX_D_K or temperature <= 0:
+        raise ValueError(f"Expected 1 <= `d_k` <= {MAX_D_K} and `temperature` > 0 but got {d_k}, {temperature}")
+    if scores is None:
+        generator = torch.Generator().manual_seed(seed)
+        q = torch.randn(MAX_D_K, generator=generator)  # (MAX_D_K,)
+        k = torch.randn(S, MAX_D_K, generator=generator)  # (S, MAX_D_K)
+        scores = k[:, :d_k] @ q[:d_k]  # (S, d_k) x (d_k,) -> (S,): variance d_k
+    scores = torch.as_tensor(scores, dtype=torch.float32).detach()  # (S,)
+    logits = scores / (math.sqrt(d_k) if scaled else 1.0) / temperature  # (S,)
+    weights = softmax(logits)  # (S,)
+    return {"scores": scores, "logits": logits, "weights": weights,
+            "entropy": _entropy(weights).item(), "max_entropy": math.log(len(weights))}
+
+
+def temperature_explorer(
+    scores: torch.Tensor | Sequence[float] | None = None,
+    labels: Sequence[object] | None = None,
+    *,
+    S: int = 8,
+    seed: int = 0,
+) -> ipywidgets.VBox:
+    """Sliders for d_k, 1/sqrt(d_k) scaling and temperature over a row of scores: watch the softmax sharpen.
+
+    Controls: "d_k" (sampled scores only), "scale by 1/sqrt(d_k)" (sampled scores only), "temperature".
+    Draws the logits and the weights as bars, with the weights' entropy against its maximum log S.
+
+    Shapes: scores (S,) or None (S seeded samples), labels S items -> widget.
+
+    See chapters/01_attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    n = S if scores is None else len(scores)
+    names = _labels(labels, n, "labels")
+    d_k = widgets.SelectionSlider(description="d_k", options=[2**i for i in range(10)], value=16)
+    scaled = widgets.Checkbox(description="scale by 1/sqrt(d_k)", value=True)
+    temperature = widgets.FloatLogSlider(description="temperature", base=10, min=-1, max=1, step=0.05,
+                                         value=1.0)
+    controls = [d_k, scaled, temperature] if scores is None else [temperature]
+
+    def draw() -> tuple[Figure, str]:
+        data = temperature_explorer_data(d_k.value, temperature.value, scaled.value and scores is None,
+                                         scores, S, seed)
+        fig = _figure(8, 3)
+        ax_logits, ax_weights = fig.subplots(1, 2)
+        _bars(ax_logits, data["logits"], names, "logit", "scores after scaling and temperature")
+        _bars(ax_weights, data["weights"], names, "weight",
+              f"softmax: entropy {data['entropy']:.2f} of max {data['max_entropy']:.2f} nats")
+        ax_weights.set_ylim(0, 1)
+        return fig, f"weights {[round(w, 3) for w in data['weights'].tolist()]}, entropy {data['entropy']:.3f}"
+
+    return _explorer(controls, draw)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Local attention
+
+
+def local_attention_explorer_data(
+    D: int = 2,
+    alignment: str = "monotonic",
+    query_index: int = 0,
+    gaussian: bool = True,
+    L: int = 12,
+    S: int = 12,
+    E: int = 8,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """What the local-attention explorer draws: Luong local attention over seeded random queries and keys.
+
+    "predictive" centres come from `predictive_alignment` with seeded W_p, v_p and the queries as h_t.
+
+    Shapes: -> dict: "centers" (L,), "window" (L, S) bool, "weights" (L, S), and for the chosen query
+        "row" (S,), "center" float, "gaussian" (200,), its Gaussian factor at "gaussian_positions" (200,).
+
+    See chapters/01_attention.ipynb.
+    """
+    import torch
+
+    from attnkit.local_attention import (
+        gaussian_window,
+        local_window_mask,
+        luong_local_attention,
+        monotonic_alignment,
+        predictive_alignment,
+    )
+
+    if not 0 <= query_index < L:
+        raise ValueError(f"Expected `query_index` in [0, {L}) but got {query_index}")
+    generator = torch.Generator().manual_seed(seed)
+    query = torch.randn(L, E, generator=generator)  # (L, E)
+    key = torch.randn(S, E, generator=generator)  # (S, E)
+    value = torch.randn(S, E, generator=generator)  # (S, E)
+    W_p = torch.randn(E, E, generator=generator)  # (A, E), A = E
+    v_p = torch.randn(E, generator=generator)  # (A,)
+    if alignment == "monotonic":
+        centers = monotonic_alignment(L)  # (L,)
+    elif alignment == "predictive":
+        centers = predictive_alignment(query, W_p, v_p, S)  # (L,)
+    else:
+        raise ValueError(f'Expected `alignment` to be "monotonic" or "predictive" but got {alignment!r}')
+    _, weights = luong_local_attention(query, key, value, D, centers, gaussian)  # (L, S)
+    fine = torch.linspace(-0.5, S - 0.5, 200)  # (200,): a smooth curve across the keys
+    return {"centers": centers, "window": local_window_mask(L, S, D, centers), "weights": weights,
+            "row": weights[query_index], "center": centers[query_index].item(), "gaussian_positions": fine,
+            "gaussian": gaussian_window(fine, centers[query_index : query_index + 1], D)[0]}  # (1, 200) -> (200,)
+
+
+def local_attention_explorer(L: int = 12, S: int = 12, E: int = 8, seed: int = 0) -> ipywidgets.VBox:
+    """Luong local attention, live: the window half-width D, monotonic or predictive centres, one query up close.
+
+    Controls: "D", "alignment" (monotonic / predictive), "query" (whose row and centre p_t are drawn),
+    "gaussian". Left, the (L, S) weights with each centre marked; right, the chosen query's row.
+
+    Shapes: L queries, S keys of width E (seeded random) -> widget.
+
+    See chapters/01_attention.ipynb.
+    """
+    import ipywidgets as widgets
+    from matplotlib.patches import Rectangle
+
+    from attnkit.plot import show_attention
+
+    D = widgets.IntSlider(description="D", min=1, max=S, value=2)
+    alignment = widgets.Dropdown(description="alignment", options=["monotonic", "predictive"], value="monotonic")
+    query = widgets.IntSlider(description="query", min=0, max=L - 1, value=L // 2)
+    gaussian = widgets.Checkbox(description="gaussian", value=True)
+
+    def draw() -> tuple[Figure, str]:
+        data = local_attention_explorer_data(D.value, alignment.value, query.value, gaussian.value, L, S, E, seed)
+        t, p = query.value, data["center"]
+        fig = _figure(10, 4)
+        ax_matrix, ax_row = fig.subplots(1, 2)
+        show_attention(data["weights"], ax=ax_matrix, annotate=False, title=f"{alignment.value} alignment, D={D.value}")
+        ax_matrix.plot(data["centers"].tolist(), range(L), "rx", label="centre p_t")
+        ax_matrix.add_patch(Rectangle((-0.5, t - 0.5), S, 1, fill=False, edgecolor="red", lw=1.5))
+        ax_matrix.legend(loc="lower right", fontsize=7)
+        ax_row.bar(range(S), data["row"].tolist(), label="weight")
+        if gaussian.value:
+            ax_row.plot(data["gaussian_positions"].tolist(), data["gaussian"].tolist(), "k--", lw=1,
+                        label="gaussian, sigma = D/2")
+        ax_row.axvspan(p - D.value, p + D.value, color="orange", alpha=0.2, label="window [p_t - D, p_t + D]")
+        ax_row.axvline(p, color="red", lw=1)
+        ax_row.set(xlim=(-0.5, S - 0.5), ylim=(0, 1.05), xlabel="key",
+                   title=f"query {t}: p_t = {p:.2f}, weights sum to {data['row'].sum().item():.2f}")
+        ax_row.legend(loc="upper right", fontsize=7)
+        return fig, f"query {t}: p_t={p:.3f}, row {[round(w, 3) for w in data['row'].tolist()]}"
+
+    return _explorer([D, alignment, query, gaussian], draw)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One query, step by step
+
+
+def attention_explorer_data(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, index: int, scale: float | None = None
+) -> dict[str, torch.Tensor]:
+    """The four steps for one query: scores q . k_j * scale, softmax weights, the weighted values, their sum.
+
+    The rows of "contributions" (alpha_j v_j) add up to "output": that sum is the attention output.
+
+    Shapes: query (L, E), key (S, E), value (S, Ev) -> dict: "scores" (S,), "weights" (S,),
+        "contributions" (S, Ev), "output" (Ev,).
+
+    See chapters/02_self_attention.ipynb.
+    """
+    import torch
+
+    from attnkit.attention import scaled_dot_product_attention
+    from attnkit.scoring import scaled_dot_product_scores
+
+    query, key, value = (torch.as_tensor(x, dtype=torch.float32).detach() for x in (query, key, value))
+    if query.dim() != 2 or not 0 <= index < query.shape[0]:
+        raise ValueError(f"Expected `query` (L, E) and `index` in [0, L) but got {tuple(query.shape)}, {index}")
+    q = query[index : index + 1]  # (1, E)
+    scores = scaled_dot_product_scores(q, key, scale)[0]  # (1, S) -> (S,)
+    output, weights = scaled_dot_product_attention(q, key, value, scale=scale)  # (1, Ev), (1, S)
+    contributions = weights[0, :, None] * value  # (S, 1) * (S, Ev) -> (S, Ev)
+    return {"scores": scores, "weights": weights[0], "contributions": contributions, "output": output[0]}
+
+
+def attention_explorer(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    labels: Sequence[object] | None = None,
+    *,
+    query_labels: Sequence[object] | None = None,
+    scale: float | None = None,
+) -> ipywidgets.VBox:
+    """Pick a query token and see its scores, its softmax weights and the weighted sum of the values.
+
+    Control: "query" (a dropdown of query tokens). `labels` name the keys, and the queries too unless
+    `query_labels` is given (self-attention: L == S).
+
+    Shapes: query (L, E), key (S, E), value (S, Ev), labels S items, query_labels L items -> widget.
+
+    See chapters/02_self_attention.ipynb.
+    """
+    import ipywidgets as widgets
+    import torch
+
+    L, S = len(query), len(key)
+    key_names = _labels(labels, S, "labels")
+    query_names = _labels(query_labels if query_labels is not None else (labels if L == S else None), L,
+                          "query_labels")
+    picker = widgets.Dropdown(description="query", options=[(name, i) for i, name in enumerate(query_names)],
+                              value=0)
+
+    def draw() -> tuple[Figure, str]:
+        data = attention_explorer_data(query, key, value, picker.value, scale)
+        name = query_names[picker.value]
+        fig = _figure(11, 3.4)
+        ax_scores, ax_weights, ax_sum = fig.subplots(1, 3)
+        _bars(ax_scores, data["scores"], key_names, "score", f"1. scores of {name!r}: q . k_j * scale")
+        _bars(ax_weights, data["weights"], key_names, "weight", "2. softmax weights (sum to 1)")
+        ax_weights.set_ylim(0, 1)
+        table = torch.cat([data["contributions"], data["output"][None]])  # (S, Ev) + (1, Ev) -> (S + 1, Ev)
+        limit = table.abs().max().item()
+        ax_sum.imshow(table.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax_sum.axhline(S - 0.5, color="black", lw=2)
+        ax_sum.set_yticks(range(S + 1), labels=[f"{n} x w" for n in key_names] + ["output (sum)"])
+        ax_sum.set_xticks(range(table.shape[1]))
+        ax_sum.set(xlabel="value dimension", title="3. weighted values and their sum")
+        return fig, f"query {name!r}: weights {[round(w, 3) for w in data['weights'].tolist()]}"
+
+    return _explorer([picker], draw)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Masks
+
+
+MASK_MODES = ("none", "padding", "causal", "both")
+
+
+def mask_explorer_data(
+    lengths: Sequence[int], mode: str = "both", S: int | None = None, E: int = 8, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Self-attention weights of a padded batch under no mask, a padding mask, a causal mask or both.
+
+    Masks are True = may attend (padding: keys past each length; causal: keys after the query). A query
+    whose keys are all masked (length 0 with padding) gets zero weights, as in PyTorch's SDPA.
+
+    Shapes: lengths (B,) -> dict: "mask" (B, S, S) bool, "weights" (B, S, S); S defaults to max(lengths).
+
+    See chapters/03_masking.ipynb.
+    """
+    import torch
+
+    from attnkit.attention import scaled_dot_product_attention
+    from attnkit.masks import causal_mask, padding_mask
+
+    if mode not in MASK_MODES:
+        raise ValueError(f"Expected `mode` in {MASK_MODES} but got {mode!r}")
+    B = len(lengths)
+    S = max(lengths) if S is None else S
+    keys_real = padding_mask(lengths, S)  # (B, S)
+    mask = torch.ones(B, S, S, dtype=torch.bool)  # (B, L=S, S)
+    if mode in ("padding", "both"):
+        mask = mask & keys_real[:, None, :]  # (B, 1, S): the same keys hidden from every query
+    if mode in ("causal", "both"):
+        mask = mask & causal_mask(S)  # (S, S): query i sees keys 0..i
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, S, E, generator=generator)  # (B, S, E), padding positions hold random junk
+    _, weights = scaled_dot_product_attention(x, x, x, attn_mask=mask)  # (B, S, S)
+    return {"mask": mask, "weights": weights}
+
+
+def mask_explorer(lengths: Sequence[int] = (5, 3), *, E: int = 8, seed: int = 0) -> ipywidgets.VBox:
+    """Toggle padding and causal masks on a padded batch and shorten or lengthen each sequence.
+
+    Controls: "mask" (none / padding / causal / both) and "length 0", "length 1", ... (one per sequence,
+    0 .. max(lengths)). Masked cells are drawn blank; each panel is one sequence's (S, S) weights.
+
+    Shapes: lengths (B,) -> widget showing B panels of (S, S), S = max(lengths).
+
+    See chapters/03_masking.ipynb.
+    """
+    import ipywidgets as widgets
+    import torch
+
+    from attnkit.plot import show_heads
+
+    S = max(lengths)
+    mode = widgets.ToggleButtons(description="mask", options=list(MASK_MODES), value="both")
+    sliders = [widgets.IntSlider(description=f"length {b}", min=0, max=S, value=n) for b, n in enumerate(lengths)]
+
+    def draw() -> tuple[Figure, str]:
+        current = [s.value for s in sliders]
+        data = mask_explorer_data(current, mode.value, S, E, seed)
+        shown = torch.where(data["mask"], data["weights"], torch.nan)  # (B, S, S): blank = masked
+        fig = _figure(1 + 3.2 * len(current), 3.6)
+        show_heads(shown, titles=[f"sequence {b}, length {n}" for b, n in enumerate(current)], fig=fig)
+        fig.suptitle(f"mask: {mode.value} (blank cells are masked out, weight 0)")
+        return fig, f"mask {mode.value}, lengths {current}, allowed cells {int(data['mask'].sum())}"
+
+    return _explorer([mode, *sliders], draw)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Heads
+
+
+def _as_stack(weights: torch.Tensor) -> torch.Tensor:
+    """(layers, H, L, S) as is, (H, L, S) as one layer; anything else is an error."""
+    import torch
+
+    stack = torch.as_tensor(weights).detach()
+    stack = stack[None] if stack.dim() == 3 else stack  # (H, L, S) -> (1, H, L, S)
+    if stack.dim() != 4:
+        raise ValueError(
+            f"Expected `weights` shape (layers, H, L, S) or (H, L, S) but got {tuple(torch.as_tensor(weights).shape)}"
+        )
+    return stack
+
+
+def heads_explorer_data(weights: torch.Tensor, layer: int, head: int) -> dict[str, torch.Tensor]:
+    """One head's weights out of a stack of layers and heads, with the entropy of each query's row.
+
+    Low entropy: the head focuses on few keys; high (up to log S): it spreads evenly.
+
+    Shapes: weights (layers, H, L, S) or (H, L, S) -> dict: "weights" (L, S), "entropy" (L,) nats.
+
+    See chapters/04_multi_head_attention.ipynb.
+    """
+    stack = _as_stack(weights)  # (layers, H, L, S)
+    if not (0 <= layer < stack.shape[0] and 0 <= head < stack.shape[1]):
+        raise ValueError(
+            f"Expected `layer` in [0, {stack.shape[0]}) and `head` in [0, {stack.shape[1]}) but got {layer}, {head}"
+        )
+    one = stack[layer, head]  # (L, S)
+    return {"weights": one, "entropy": _entropy(one)}
+
+
+def heads_explorer(weights: torch.Tensor, labels: Sequence[object] | None = None) -> ipywidgets.VBox:
+    """Step through the attention maps of every layer and head of a model.
+
+    Controls: "layer" and "head" sliders (each only if there is more than one). Draws the chosen
+    head's (L, S) weights, token-labelled.
+
+    Shapes: weights (layers, H, L, S) or (H, L, S), labels S items (queries too when L == S) -> widget.
+
+    See chapters/04_multi_head_attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    from attnkit.plot import show_attention
+
+    layers, H, L, S = _as_stack(weights).shape
+    key_names = _labels(labels, S, "labels")
+    query_names = key_names if L == S else None
+    layer = widgets.IntSlider(description="layer", min=0, max=layers - 1, value=0)
+    head = widgets.IntSlider(description="head", min=0, max=H - 1, value=0)
+    controls = [slider for slider in (layer, head) if slider.max > 0]  # no slider with nothing to choose
+
+    def draw() -> tuple[Figure, str]:
+        data = heads_explorer_data(weights, layer.value, head.value)
+        entropy = data["entropy"].mean().item()
+        fig = _figure(1.5 + 0.45 * max(S, 6), 1.2 + 0.45 * max(L, 5))
+        show_attention(data["weights"], query_names, key_names, ax=fig.subplots(),
+                       title=f"layer {layer.value}, head {head.value}: mean entropy {entropy:.2f} nats")
+        return fig, f"layer {layer.value}, head {head.value}, mean entropy {entropy:.3f}"
+
+    return _explorer(controls, draw)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding with a KV cache
+
+
+def decoding_explorer_data(
+    tokens: Sequence[object],
+    weights_per_step: Sequence[torch.Tensor],
+    step: int,
+    cache_lengths: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """What decoding step `step` looks like: the cache's tokens, the new token and its attention row.
+
+    At step t the cache holds S_t keys and values, the new token's own included (it is the last one),
+    so its row has S_t weights. "history" holds the rows of steps 0..t, head-averaged; NaN elsewhere.
+
+    Shapes: weights_per_step[t] (S_t,) or (H, S_t), T steps; tokens at least max(S_t) items -> dict:
+        "cache_tokens" S_t strings, "new_token" str, "step_tokens" T strings (each step's new token),
+        "row" (S_t,) or (H, S_t), "history" (T, max S_t), "cache_length" S_t.
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import torch
+
+    lengths = [w.shape[-1] for w in weights_per_step] if cache_lengths is None else list(cache_lengths)
+    if len(lengths) != len(weights_per_step):
+        raise ValueError(f"Expected {len(weights_per_step)} `cache_lengths` (one per step) but got {len(lengths)}")
+    for t, (w, n) in enumerate(zip(weights_per_step, lengths, strict=True)):
+        if w.dim() not in (1, 2) or w.shape[-1] != n or not 1 <= n <= len(tokens):
+            raise ValueError(
+                f"Expected `weights_per_step[{t}]` shape (S_t,) or (H, S_t) with 1 <= S_t = {n} <= {len(tokens)} "
+                f"tokens but got {tuple(w.shape)}"
+            )
+    if not 0 <= step < len(weights_per_step):
+        raise ValueError(f"Expected `step` in [0, {len(weights_per_step)}) but got {step}")
+    history = torch.full((len(lengths), max(lengths)), torch.nan)  # (T, max S_t): blank until decoded
+    for t in range(step + 1):
+        w = weights_per_step[t].detach().float()
+        history[t, : lengths[t]] = w if w.dim() == 1 else w.mean(dim=0)  # (H, S_t) -> (S_t,)
+    n = lengths[step]
+    return {"cache_tokens": [str(tok) for tok in tokens[:n]], "new_token": str(tokens[n - 1]),
+            "step_tokens": [str(tokens[m - 1]) for m in lengths], "row": weights_per_step[step].detach(),
+            "history": history, "cache_length": n}
+
+
+def decoding_explorer(
+    tokens: Sequence[object],
+    weights_per_step: Sequence[torch.Tensor],
+    cache_lengths: Sequence[int] | None = None,
+) -> ipywidgets.VBox:
+    """Replay decoding with a KV cache: each step caches one more token, and the new token attends to them all.
+
+    Controls: "step" slider, and a "play" button that advances it. Top: each step's row (rows of
+    earlier steps stay, so the cache's growth draws a triangle); bottom: the current step's row.
+
+    Shapes: weights_per_step[t] (S_t,) or (H, S_t) over the S_t tokens cached at step t -> widget.
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import ipywidgets as widgets
+    from matplotlib.patches import Rectangle
+
+    from attnkit.plot import show_attention
+
+    T = len(weights_per_step)
+    decoding_explorer_data(tokens, weights_per_step, T - 1, cache_lengths)  # validate everything once
+    step = widgets.IntSlider(description="step", min=0, max=T - 1, value=0)
+    play = widgets.Play(description="play", min=0, max=T - 1, interval=700)
+    widgets.jslink((play, "value"), (step, "value"))  # the browser advances the slider
+
+    def draw() -> tuple[Figure, str]:
+        t = step.value
+        data = decoding_explorer_data(tokens, weights_per_step, t, cache_lengths)
+        history, n = data["history"], data["cache_length"]  # (T, max S_t), S_t
+        rows = data["row"] if data["row"].dim() == 2 else data["row"][None]  # (H, S_t) or (1, S_t)
+        row_names = [f"head {h}" for h in range(len(rows))] if data["row"].dim() == 2 else [data["new_token"]]
+        fig = _figure(max(6.0, 2.5 + 0.5 * history.shape[1]), 2.5 + 0.35 * (T + len(rows)))
+        ax_history, ax_row = fig.subplots(2, 1, height_ratios=[T, max(len(rows), 1.5)])
+        show_attention(history, [f"{s}: {tok}" for s, tok in enumerate(data["step_tokens"])],
+                       [str(tok) for tok in tokens[: history.shape[1]]], ax=ax_history, annotate=False,
+                       title="each step's new token over its cache (head mean)")
+        ax_history.add_patch(Rectangle((-0.5, t - 0.5), n, 1, fill=False, edgecolor="red", lw=1.5))
+        ax_history.set_ylabel("step: new token")
+        ax_history.set_aspect("auto")  # fill the width, so that long titles fit
+        show_attention(rows, row_names, data["cache_tokens"], ax=ax_row,
+                       title=f"step {t}: {data['new_token']!r} attends to {n} cached tokens")
+        ax_row.set_aspect("auto")
+        return fig, f"step {t}: cache {data['cache_tokens']}"
+
+    return _explorer([step], draw, shown=[widgets.HBox([play, step])])

@@ -21,8 +21,9 @@ from attnkit._validate import (
     expect_size,
     expect_tensor,
 )
+from attnkit.masks import to_additive
 
-__all__ = ["softmax", "scaled_dot_product_attention"]
+__all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention"]
 
 def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Numerically stable softmax that gives zeros, not NaN, on a row whose every entry is -inf.
@@ -41,6 +42,25 @@ def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     exp = torch.exp(shifted)  # exp(-inf) = 0, so masked entries vanish
     total = exp.sum(dim=dim, keepdim=True)
     return torch.where(fully_masked, torch.zeros_like(exp), exp / total.clamp_min(1e-38))
+
+
+def masked_softmax(scores: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Softmax over the keys after masking, with the masks of `F.scaled_dot_product_attention`.
+
+    A bool mask is True where a query *may attend*; a float mask is added to the scores. A query
+    whose keys are all masked gets zero weights, as in PyTorch's SDPA (a naive softmax gives NaN).
+
+    Shapes: scores (B..., L, S), attn_mask broadcastable to (B..., L, S) -> weights (B..., L, S).
+
+    See chapters/01_attention.ipynb and chapters/03_masking.ipynb.
+    """
+    expect_tensor("scores", scores)
+    if attn_mask is not None:
+        expect_tensor("attn_mask", attn_mask)
+        expect_mask_dtype("attn_mask", attn_mask, scores.dtype)
+        expect_broadcastable("attn_mask", attn_mask, scores.shape)
+        scores = scores + to_additive(attn_mask, scores.dtype)  # bool -> 0 / -inf, float as is
+    return softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1 (or 0 if fully masked)
 
 
 def scaled_dot_product_attention(
@@ -100,16 +120,7 @@ def scaled_dot_product_attention(
             raise ValueError("Expected either `attn_mask` or `is_causal=True`, not both")
         # top-left aligned, like PyTorch: query i sees keys 0..i whatever S is
         attn_mask = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-    if attn_mask is not None:
-        expect_tensor("attn_mask", attn_mask)
-        expect_mask_dtype("attn_mask", attn_mask, scores.dtype)
-        expect_broadcastable("attn_mask", attn_mask, scores.shape)
-        if attn_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attn_mask, float("-inf"))  # True = may attend
-        else:
-            scores = scores + attn_mask  # float masks are added, -inf blocks
-
-    weights = softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1
+    weights = masked_softmax(scores, attn_mask)  # (B..., L, S), rows sum to 1 (0 if fully masked)
     if dropout_p > 0.0:
         weights = torch.dropout(weights, dropout_p, train=True)  # survivors scaled by 1/(1-p)
     output = weights @ value  # (B..., L, S) x (B..., S, Ev) -> (B..., L, Ev)

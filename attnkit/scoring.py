@@ -18,21 +18,17 @@ import torch
 from torch import nn
 
 from attnkit._validate import (
-    expect_broadcastable,
-    expect_mask_dtype,
     expect_ndim,
     expect_size,
     expect_tensor,
     shape_str,
 )
-from attnkit.attention import softmax
-from attnkit.masks import to_additive
+from attnkit.attention import masked_softmax, softmax
 
 __all__ = [
     "dot_product_scores",
     "scaled_dot_product_scores",
     "additive_scores",
-    "masked_softmax",
     "attention_from_scores",
     "AdditiveAttention",
     "softmax_saturation",
@@ -111,25 +107,6 @@ def additive_scores(
     k = key @ W_k.T  # (B..., S, E_k) x (E_k, A) -> (B..., S, A)
     hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B..., L, 1, A) + (B..., 1, S, A) -> (B..., L, S, A)
     return hidden @ v_a  # (B..., L, S, A) x (A,) -> (B..., L, S)
-
-
-def masked_softmax(scores: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Softmax over the keys after masking, with the masks of `F.scaled_dot_product_attention`.
-
-    A bool mask is True where a query *may attend*; a float mask is added to the scores. A query
-    whose keys are all masked gets zero weights, as in PyTorch's SDPA (a naive softmax gives NaN).
-
-    Shapes: scores (B..., L, S), attn_mask broadcastable to (B..., L, S) -> weights (B..., L, S).
-
-    See chapters/01_attention.ipynb and chapters/03_masking.ipynb.
-    """
-    expect_tensor("scores", scores)
-    if attn_mask is not None:
-        expect_tensor("attn_mask", attn_mask)
-        expect_mask_dtype("attn_mask", attn_mask, scores.dtype)
-        expect_broadcastable("attn_mask", attn_mask, scores.shape)
-        scores = scores + to_additive(attn_mask, scores.dtype)  # bool -> 0 / -inf, float as is
-    return softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1 (or 0 if fully masked)
 
 
 def attention_from_scores(

@@ -1,0 +1,231 @@
+"""Exercises of chapter 2 (solutions/02_self_attention.ipynb): queries, keys and values from one input.
+
+Weights follow `nn.Linear`: a projection matrix is (out_features, in_features) and projects with
+`x @ W.T`. References use PyTorch's own ops (`F.linear`, `F.scaled_dot_product_attention`), so an
+answer is compared with PyTorch, not with our library. Shapes keep E (model width), D (query/key
+width) and Dv (value width) apart, so that a transpose or a scale by the wrong width shows.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.checks.core import Case, Exercise, Misconception
+
+NOTEBOOK = "02_self_attention.ipynb"
+
+
+def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def _weights(gen: torch.Generator, E: int, D: int, Dv: int) -> dict[str, torch.Tensor]:
+    """nn.Linear-style projections (out, in), initialised like nn.Linear (scale 1/sqrt(E))."""
+    s = 1.0 / math.sqrt(E)
+    return {"W_q": _randn(gen, D, E, scale=s), "W_k": _randn(gen, D, E, scale=s), "W_v": _randn(gen, Dv, E, scale=s)}
+
+
+# --- 2.1 the Q/K/V projections --------------------------------------------------------------------
+
+
+def _qkv_ref(x: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
+             W_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v)  # each (..., L, out)
+
+
+def _qkv_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        Case("one sequence x (L=3, E=4), square weights (4, 4)",
+             {"x": _randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
+        Case("batch x (B=2, L=5, E=6), W_q/W_k (D=3, E=6), W_v (Dv=4, E=6)",
+             {"x": _randn(gen, 2, 5, 6), **_weights(gen, E=6, D=3, Dv=4)}),
+    ]
+
+
+def _qkv_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("batch 3, L=1, E=8, D=2, Dv=5", {"x": _randn(gen, 3, 1, 8), **_weights(gen, E=8, D=2, Dv=5)}),
+            Case("L=4, E=5, D=5, Dv=3", {"x": _randn(gen, 4, 5), **_weights(gen, E=5, D=5, Dv=3)})]
+
+
+def _qkv_untransposed(x, W_q, W_k, W_v):
+    return x @ W_q, x @ W_k, x @ W_v
+
+
+def _qkv_one_matrix(x, W_q, W_k, W_v):
+    return F.linear(x, W_q), F.linear(x, W_q), F.linear(x, W_v)
+
+
+# --- 2.2 self-attention -----------------------------------------------------------------------------
+
+
+def _self_attention_ref(x: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
+                        W_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, k, v = F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v)  # (..., L, D), (..., L, D), (..., L, Dv)
+    output = F.scaled_dot_product_attention(q, k, v)  # (..., L, Dv)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)  # (..., L, L)
+    return output, weights
+
+
+def _self_attention_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        Case("one sequence x (L=3, E=4), D=Dv=4", {"x": _randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
+        Case("batch x (B=2, L=5, E=8), W_q/W_k (D=2, E=8), W_v (Dv=3, E=8)",
+             {"x": _randn(gen, 2, 5, 8), **_weights(gen, E=8, D=2, Dv=3)}),
+    ]
+
+
+def _self_attention_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("batch 3, L=6, E=12, D=4, Dv=6", {"x": _randn(gen, 3, 6, 12), **_weights(gen, E=12, D=4, Dv=6)}),
+            Case("one token, L=1", {"x": _randn(gen, 1, 1, 5), **_weights(gen, E=5, D=3, Dv=2)})]
+
+
+def _attend(q, k, v, scale, dim=-1):
+    weights = torch.softmax(q @ k.transpose(-2, -1) * scale, dim=dim)
+    return weights @ v, weights
+
+
+def _sa_scaled_by_model_width(x, W_q, W_k, W_v):
+    return _attend(F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v), 1 / math.sqrt(x.shape[-1]))
+
+
+def _sa_unscaled(x, W_q, W_k, W_v):
+    return _attend(F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v), 1.0)
+
+
+def _sa_wrong_axis(x, W_q, W_k, W_v):
+    q, k, v = F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v)
+    return _attend(q, k, v, 1 / math.sqrt(q.shape[-1]), dim=-2)
+
+
+def _sa_values_unprojected(x, W_q, W_k, W_v):
+    q, k = F.linear(x, W_q), F.linear(x, W_k)
+    return _attend(q, k, x, 1 / math.sqrt(q.shape[-1]))
+
+
+# --- 2.3 the "Thinking Machines" numbers -------------------------------------------------------------
+
+
+def _thinking_ref(x1: torch.Tensor, x2: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
+                  W_v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    X = torch.stack([x1, x2])  # (2, E): the two words as rows
+    q, k, v = F.linear(X, W_q), F.linear(X, W_k), F.linear(X, W_v)  # (2, D), (2, D), (2, Dv)
+    scores = k @ q[0]  # (2, D) x (D,) -> (2,): q1.k1, q1.k2
+    scaled = scores / math.sqrt(q.shape[-1])  # divide by sqrt(d_k), d_k = D
+    weights = torch.softmax(scaled, dim=-1)  # (2,)
+    z1 = F.scaled_dot_product_attention(q[:1], k, v)[0]  # (1, Dv) -> (Dv,): PyTorch's z1, same as weights @ v
+    return scores, scaled, weights, z1
+
+
+def _thinking_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, E: int, D: int, Dv: int) -> Case:
+        return Case(name, {"x1": _randn(gen, E), "x2": _randn(gen, E), **_weights(gen, E=E, D=D, Dv=Dv)})
+    return [case("x1, x2 of width E=4; W_q, W_k (D=3, E=4); W_v (Dv=3, E=4)", 4, 3, 3),
+            case("x1, x2 of width E=8; W_q, W_k (D=4, E=8); W_v (Dv=2, E=8)", 8, 4, 2)]
+
+
+def _thinking_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("E=6, D=9, Dv=5", {"x1": _randn(gen, 6, scale=2.0), "x2": _randn(gen, 6, scale=2.0),
+                                    **_weights(gen, E=6, D=9, Dv=5)})]
+
+
+def _thinking_with(x1, x2, W_q, W_k, W_v, *, divide_by, values="v"):
+    X = torch.stack([x1, x2])
+    q, k, v = F.linear(X, W_q), F.linear(X, W_k), F.linear(X, W_v)
+    scores = k @ q[0]
+    scaled = scores / divide_by(q.shape[-1], X.shape[-1])
+    weights = torch.softmax(scaled, dim=-1)
+    z1 = weights @ (v if values == "v" else X)
+    return scores, scaled, weights, z1
+
+
+def _thinking_sqrt_model_width(x1, x2, W_q, W_k, W_v):
+    return _thinking_with(x1, x2, W_q, W_k, W_v, divide_by=lambda D, E: math.sqrt(E))
+
+
+def _thinking_by_d_k(x1, x2, W_q, W_k, W_v):
+    return _thinking_with(x1, x2, W_q, W_k, W_v, divide_by=lambda D, E: D)
+
+
+def _thinking_softmax_of_raw_scores(x1, x2, W_q, W_k, W_v):
+    scores, scaled, _, _ = _thinking_ref(x1, x2, W_q, W_k, W_v)
+    weights = torch.softmax(scores, dim=-1)
+    v = torch.stack([F.linear(x1, W_v), F.linear(x2, W_v)])
+    return scores, scaled, weights, weights @ v
+
+
+def _thinking_sums_inputs(x1, x2, W_q, W_k, W_v):
+    return _thinking_with(x1, x2, W_q, W_k, W_v, divide_by=lambda D, E: math.sqrt(D), values="x")
+
+
+def _thinking_query_of_word_2(x1, x2, W_q, W_k, W_v):
+    """The numbers of "Machines": q2 scored against k1 and k2, and z2."""
+    X = torch.stack([x1, x2])
+    q, k, v = F.linear(X, W_q), F.linear(X, W_k), F.linear(X, W_v)
+    scores = k @ q[1]
+    scaled = scores / math.sqrt(q.shape[-1])
+    weights = torch.softmax(scaled, dim=-1)
+    return scores, scaled, weights, weights @ v
+
+
+def _thinking_k_times_k(x1, x2, W_q, W_k, W_v):
+    """Scores k1.k1 and k1.k2: the key standing in for the query."""
+    return _thinking_ref(x1, x2, W_k, W_k, W_v)
+
+
+EXERCISES = [
+    Exercise(
+        id="2.1", notebook=NOTEBOOK, function="qkv_projections",
+        title="Queries, keys and values from the same input through three learned projections",
+        reference=_qkv_ref, make_cases=_qkv_cases, make_hidden_cases=_qkv_hidden,
+        output_names=("q", "k", "v"),
+        misconceptions=(
+            Misconception(_qkv_untransposed,
+                          "nn.Linear stores its weight as (out_features, in_features), so it projects with "
+                          "x @ W.T (or F.linear(x, W)), not x @ W."),
+            Misconception(_qkv_one_matrix,
+                          "Your k equals your q: each of Q, K and V has its own learned matrix (W_q, W_k, W_v)."),
+        ),
+    ),
+    Exercise(
+        id="2.2", notebook=NOTEBOOK, function="self_attention",
+        title="Self-attention: project x to q, k, v, then softmax(q k^T / sqrt(d_k)) v, returning (output, weights)",
+        reference=_self_attention_ref, make_cases=_self_attention_cases, make_hidden_cases=_self_attention_hidden,
+        output_names=("output", "weights"),
+        misconceptions=(
+            Misconception(_sa_scaled_by_model_width,
+                          "You scaled by sqrt(E), the width of x. d_k is the width of the queries and keys "
+                          "after projection: q.shape[-1] (here W_q.shape[0])."),
+            Misconception(_sa_unscaled, "Divide the scores q k^T by sqrt(d_k) before the softmax."),
+            Misconception(_sa_wrong_axis,
+                          "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+            Misconception(_sa_values_unprojected,
+                          "The weighted sum is over the values v = x @ W_v.T, not over the inputs x."),
+        ),
+    ),
+    Exercise(
+        id="2.3", notebook=NOTEBOOK, function="thinking_machines",
+        title='The "Thinking Machines" numbers: scores, scaled scores, weights and z1 for the first word',
+        reference=_thinking_ref, make_cases=_thinking_cases, make_hidden_cases=_thinking_hidden,
+        output_names=("scores", "scaled_scores", "weights", "z1"),
+        misconceptions=(
+            Misconception(_thinking_sqrt_model_width,
+                          "You divided by sqrt(E), the width of the word vectors. d_k is the width of the keys: "
+                          "W_k.shape[0]."),
+            Misconception(_thinking_by_d_k, "You divided by d_k; divide by its square root, math.sqrt(d_k)."),
+            Misconception(_thinking_softmax_of_raw_scores,
+                          "Your weights are the softmax of the unscaled scores: apply the softmax to the "
+                          "scaled scores."),
+            Misconception(_thinking_sums_inputs,
+                          "z1 is the weighted sum of the value vectors v1, v2 (x @ W_v.T), not of x1, x2."),
+            Misconception(_thinking_query_of_word_2,
+                          "These are the numbers for the second word. z1 belongs to \"Thinking\": score q1 "
+                          "against k1 and k2."),
+            Misconception(_thinking_k_times_k,
+                          "The scores use the query of word 1 (q1 = x1 @ W_q.T) against each key, not a key "
+                          "against the keys."),
+        ),
+    ),
+]

@@ -1,0 +1,324 @@
+"""Exercises of chapter 3 (solutions/03_masking.ipynb): causal and padding masks, a safe masked softmax.
+
+Every boolean mask here follows `F.scaled_dot_product_attention`: True = *may attend*. References
+use PyTorch itself wherever it has the operation: the masked softmax is read out of
+`F.scaled_dot_product_attention` (identity keys and values), so fully masked rows get PyTorch's zeros.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.checks.core import Case, Exercise, Misconception
+
+NOTEBOOK = "03_masking.ipynb"
+
+
+def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def _lengths(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64)
+
+
+# --- 3.1 causal mask ----------------------------------------------------------------------------------
+
+
+def _causal_ref(L: int, S: int) -> torch.Tensor:
+    # query i is the token at position S - L + i: it sees keys 0 .. S - L + i (bottom-right aligned)
+    return torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)
+
+
+def _causal_cases(gen: torch.Generator) -> list[Case]:
+    return [Case("L=4 queries, S=4 keys (a whole sequence)", {"L": 4, "S": 4}),
+            Case("L=2 new queries, S=5 keys (3 cached + 2 new)", {"L": 2, "S": 5}),
+            Case("L=1 query, S=6 keys (one decoding step)", {"L": 1, "S": 6})]
+
+
+def _causal_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("L=S=1", {"L": 1, "S": 1}), Case("L=3, S=8", {"L": 3, "S": 8}), Case("L=S=7", {"L": 7, "S": 7})]
+
+
+# --- 3.2 padding mask ---------------------------------------------------------------------------------
+
+
+def _padding_ref(lengths: torch.Tensor, S: int) -> torch.Tensor:
+    return torch.arange(S)[None, :] < torch.as_tensor(lengths)[:, None]  # (1, S) < (B, 1) -> (B, S)
+
+
+def _padding_cases(gen: torch.Generator) -> list[Case]:
+    return [Case("lengths [3, 1, 2], S=3", {"lengths": _lengths(3, 1, 2), "S": 3}),
+            Case("lengths [2, 4], S=6 (longer than every sequence)", {"lengths": _lengths(2, 4), "S": 6})]
+
+
+def _padding_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("one sequence, full length", {"lengths": _lengths(5), "S": 5}),
+            Case("lengths [0, 7, 3, 1], S=8", {"lengths": _lengths(0, 7, 3, 1), "S": 8})]
+
+
+def _padding_off_by_one(lengths, S):
+    return torch.arange(S)[None, :] <= torch.as_tensor(lengths)[:, None]
+
+
+def _padding_longest(lengths, S):
+    lengths = torch.as_tensor(lengths)
+    return torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+
+
+# --- 3.3 masked softmax -------------------------------------------------------------------------------
+
+
+def _masked_softmax_ref(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """PyTorch's own masked softmax: SDPA with identity keys and values returns exactly its weights."""
+    S = scores.shape[-1]
+    batch = torch.broadcast_shapes(scores.shape, mask.shape)[:-2]
+    eye = torch.eye(S, dtype=scores.dtype).expand(*batch, S, S)  # (B..., S, S)
+    query = scores.expand(*batch, *scores.shape[-2:])  # (B..., L, S)
+    # (B..., L, S) x (B..., S, S)^T = the scores; softmax; x (B..., S, S) identity = the weights
+    return F.scaled_dot_product_attention(query, eye, eye, attn_mask=mask.expand(*batch, *mask.shape[-2:]), scale=1.0)
+
+
+def _masked_softmax_cases(gen: torch.Generator) -> list[Case]:
+    one = torch.tensor([[False, False, False, False],
+                        [True, False, True, False],
+                        [True, True, True, True]])  # (3, 4): row 0 has nothing to attend to
+    # left-padded causal batch: sequence 1 starts with 2 pads, so its first 2 queries see only padding
+    causal = torch.ones(4, 4, dtype=torch.bool).tril()  # (L, S)
+    real = torch.tensor([[True, True, True, True], [False, False, True, True]])  # (B, S), left padding
+    lengths_5_2 = torch.arange(5)[None, None, :] < torch.tensor([5, 2])[:, None, None]  # (2, 1, 5)
+    return [
+        Case("scores (3, 4), mask (3, 4) whose first row is fully masked",
+             {"scores": _randn(gen, 3, 4, scale=2.0), "mask": one}),
+        Case("scores (2, 3, 5), padding mask (2, 1, 5) broadcast over queries, lengths 5 and 2",
+             {"scores": _randn(gen, 2, 3, 5, scale=2.0), "mask": lengths_5_2}),
+        Case("scores (2, 2, 4, 4) (B, H, L, S), causal & left-padding mask (2, 1, 4, 4); 2 rows fully masked",
+             {"scores": _randn(gen, 2, 2, 4, 4, scale=2.0), "mask": (causal & real[:, None, :])[:, None]}),
+    ]
+
+
+def _masked_softmax_hidden(gen: torch.Generator) -> list[Case]:
+    mask = torch.rand(3, 5, 6, generator=gen) > 0.5
+    mask[0, 1] = False
+    mask[2, 4] = False
+    return [Case("random mask (3, 5, 6) with fully masked rows, large scores",
+                 {"scores": _randn(gen, 3, 5, 6, scale=30.0), "mask": mask}),
+            Case("nothing masked (1, 2, 3)",
+                 {"scores": _randn(gen, 1, 2, 3), "mask": torch.ones(2, 3, dtype=torch.bool)})]
+
+
+def _ms_after_softmax(scores, mask):
+    return torch.softmax(scores, dim=-1) * mask
+
+
+def _ms_nan_rows(scores, mask):
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+
+
+def _ms_wrong_axis(scores, mask):
+    return torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-2).nan_to_num(0.0)
+
+
+def _ms_inverted(scores, mask):
+    return torch.softmax(scores.masked_fill(mask, float("-inf")), dim=-1).nan_to_num(0.0)
+
+
+def _ms_sentinel(scores, mask):
+    return torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1)
+
+
+# --- 3.4 combining causal and padding masks ---------------------------------------------------------
+
+
+def _combine_ref(causal: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
+    # (1, L, S) & (B, 1, S) -> (B, L, S): a key is visible if it is in the past AND a real token
+    return causal[None, :, :] & padding[:, None, :]
+
+
+def _combine_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, L: int, S: int, *lengths: int) -> Case:
+        return Case(name, {"causal": torch.ones(L, S, dtype=torch.bool).tril(S - L),
+                           "padding": torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]})
+    return [case("causal (4, 4), padding (B=4, S=4) for lengths [4, 1, 3, 2] (B == L)", 4, 4, 4, 1, 3, 2),
+            case("causal (3, 3), padding (B=2, S=3) for lengths [3, 2]", 3, 3, 3, 2),
+            case("causal (2, 5) bottom-right (decoding), padding (B=3, S=5) for lengths [5, 3, 4]", 2, 5, 5, 3, 4)]
+
+
+def _combine_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("causal (6, 6), padding (1, 6)", {"causal": torch.ones(6, 6, dtype=torch.bool).tril(),
+                                                   "padding": torch.tensor([[True] * 4 + [False] * 2])}),
+            Case("causal (1, 4), padding (2, 4)", {"causal": torch.ones(1, 4, dtype=torch.bool).tril(3),
+                                                   "padding": torch.tensor([[True, True, False, False],
+                                                                            [True, True, True, True]])})]
+
+
+def _combine_query_axis(causal, padding):
+    return causal[None, :, :] & padding[:, :, None]
+
+
+def _combine_or(causal, padding):
+    return causal[None, :, :] | padding[:, None, :]
+
+
+def _combine_no_broadcast(causal, padding):
+    return causal & padding
+
+
+# --- 3.5 find and fix the bug -----------------------------------------------------------------------
+
+
+def _fixed_ref(x: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor, W_v: torch.Tensor,
+               lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q, k, v = F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v)  # (B, L, D), (B, L, D), (B, L, Dv)
+    L = x.shape[1]
+    real = torch.arange(L)[None, :] < lengths[:, None]  # (B, L): True = real token
+    mask = real[:, None, :]  # (B, 1, L): hide padded *keys* from every query
+    output = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, L, Dv)
+    scores = q @ k.transpose(1, 2) / math.sqrt(q.shape[-1])  # (B, L, L)
+    weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)  # (B, L, L)
+    return output, weights
+
+
+def buggy_padded_self_attention(x, W_q, W_k, W_v, lengths):
+    """The function of exercise 3.5 as given to the student (it has one masking bug)."""
+    B, L, E = x.shape
+    q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T  # (B, L, D), (B, L, D), (B, L, Dv)
+    scores = q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])  # (B, L, L)
+    real = torch.arange(L)[None, :] < lengths[:, None]  # (B, L): True = real token
+    scores = scores.masked_fill(real.unsqueeze(-1) == 0, -1e9)  # (B, L, 1) broadcast over (B, L, L)
+    weights = scores.softmax(dim=-1)  # (B, L, L)
+    return weights @ v, weights
+
+
+def _fixed_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, L: int, E: int, D: int, Dv: int, *lengths: int) -> Case:
+        s = 1.0 / math.sqrt(E)
+        return Case(name, {"x": _randn(gen, len(lengths), L, E), "W_q": _randn(gen, D, E, scale=s),
+                           "W_k": _randn(gen, D, E, scale=s), "W_v": _randn(gen, Dv, E, scale=s),
+                           "lengths": torch.tensor(lengths)})
+    return [case("x (B=2, L=4, E=6), D=3, Dv=5, lengths [4, 2]", 4, 6, 3, 5, 4, 2),
+            case("x (B=3, L=5, E=4), D=Dv=4, lengths [1, 5, 3]", 5, 4, 4, 4, 1, 5, 3)]
+
+
+def _fixed_hidden(gen: torch.Generator) -> list[Case]:
+    s = 1 / math.sqrt(8)
+    return [Case("B=4, L=6, E=8, D=2, Dv=3", {"x": _randn(gen, 4, 6, 8), "W_q": _randn(gen, 2, 8, scale=s),
+                                              "W_k": _randn(gen, 2, 8, scale=s), "W_v": _randn(gen, 3, 8, scale=s),
+                                              "lengths": torch.tensor([6, 1, 2, 4])})]
+
+
+def _fixed_inverted(x, W_q, W_k, W_v, lengths):
+    q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T
+    real = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    scores = (q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])).masked_fill(real.unsqueeze(1), -1e9)
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
+def _fixed_unmasked(x, W_q, W_k, W_v, lengths):
+    q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T
+    weights = (q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])).softmax(dim=-1)
+    return weights @ v, weights
+
+
+EXERCISES = [
+    Exercise(
+        id="3.1", notebook=NOTEBOOK, function="causal_mask",
+        title="Causal mask (L, S): True where query i may attend to key j, aligned bottom-right",
+        reference=_causal_ref, make_cases=_causal_cases, make_hidden_cases=_causal_hidden,
+        output_names=("mask",),
+        misconceptions=(
+            Misconception(lambda L, S: ~_causal_ref(L, S),
+                          "Your mask is inverted: True must mean *may attend* (the past and the token itself), "
+                          "as in F.scaled_dot_product_attention; the future is False."),
+            Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(),
+                          "That is the top-left alignment of torch's is_causal=True. With S > L the L queries "
+                          "are the *last* L tokens: query i sits at position S - L + i and sees keys up to it "
+                          "(tril with diagonal=S - L)."),
+            Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(S - L - 1),
+                          "Your diagonal is False: a token may attend to itself (the mask includes the "
+                          "diagonal; only keys strictly in the future are hidden)."),
+            Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).triu(S - L),
+                          "You kept the upper triangle: that lets each query see the future. Keep the lower "
+                          "triangle (tril)."),
+        ),
+    ),
+    Exercise(
+        id="3.2", notebook=NOTEBOOK, function="padding_mask",
+        title="Key-padding mask (B, S): True for the real tokens of each sequence, False for padding",
+        reference=_padding_ref, make_cases=_padding_cases, make_hidden_cases=_padding_hidden,
+        output_names=("mask",),
+        misconceptions=(
+            Misconception(lambda lengths, S: ~_padding_ref(lengths, S),
+                          "Your mask is True on the padding: that is nn.MultiheadAttention's key_padding_mask "
+                          "convention (True = ignore). Here True means a real token that may be attended."),
+            Misconception(_padding_off_by_one,
+                          "Off by one: a sequence of length n has real tokens at positions 0 .. n - 1, so use "
+                          "position < length."),
+            Misconception(_padding_longest,
+                          "The mask must have S columns (the padded length of the batch), which may be "
+                          "longer than the longest sequence."),
+        ),
+    ),
+    Exercise(
+        id="3.3", notebook=NOTEBOOK, function="masked_softmax",
+        title="Masked softmax over the keys, with zeros (not NaN) for a fully masked row",
+        reference=_masked_softmax_ref, make_cases=_masked_softmax_cases, make_hidden_cases=_masked_softmax_hidden,
+        output_names=("weights",),
+        misconceptions=(
+            Misconception(_ms_nan_rows,
+                          "Right wherever a row has a key to attend to, but a fully masked row is all -inf and "
+                          "softmax gives 0/0 = NaN there. Return zeros for such rows (like PyTorch's SDPA), e.g. "
+                          "with torch.where on `mask.any(dim=-1, keepdim=True)`."),
+            Misconception(_ms_sentinel,
+                          "A finite sentinel like -1e9 gives a fully masked row *uniform* weights (every entry "
+                          "equally -1e9), so that query averages over keys it must not see. Those rows must be zeros."),
+            Misconception(_ms_after_softmax,
+                          "You masked after the softmax: the surviving weights no longer sum to 1. Set masked "
+                          "scores to -inf *before* the softmax."),
+            Misconception(_ms_inverted,
+                          "Your mask is inverted: True means *may attend* here (as in F.scaled_dot_product_"
+                          "attention), but masked_fill fills where its mask is True. Fill where the mask is False "
+                          "(`~mask`)."),
+            Misconception(_ms_wrong_axis,
+                          "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+        ),
+    ),
+    Exercise(
+        id="3.4", notebook=NOTEBOOK, function="combine_masks",
+        title="One (B, L, S) mask for a padded causal batch from a causal (L, S) and a padding (B, S) mask",
+        reference=_combine_ref, make_cases=_combine_cases, make_hidden_cases=_combine_hidden,
+        output_names=("mask",),
+        misconceptions=(
+            Misconception(_combine_query_axis,
+                          "You put the padding mask on the query axis (padding[:, :, None] is (B, S, 1)): that "
+                          "hides the rows of padded queries, not the columns of padded keys. Padding hides "
+                          "keys: padding[:, None, :] is (B, 1, S)."),
+            Misconception(_combine_or,
+                          "A key is visible only if *both* masks allow it: combine with & (and), not | (or)."),
+            Misconception(_combine_no_broadcast,
+                          "causal & padding broadcasts (L, S) with (B, S) row by row, mixing sequence b with "
+                          "query b. Give them explicit batch and query axes: causal[None] & padding[:, None, :]."),
+        ),
+    ),
+    Exercise(
+        id="3.5", notebook=NOTEBOOK, function="fixed_padded_self_attention",
+        title="Find and fix the masking bug in a padded self-attention function",
+        reference=_fixed_ref, make_cases=_fixed_cases, make_hidden_cases=_fixed_hidden,
+        output_names=("output", "weights"),
+        misconceptions=(
+            Misconception(buggy_padded_self_attention,
+                          "This is still the buggy output: real tokens put weight on padded keys. Which axis "
+                          "of the (B, L, L) scores are the keys? The padding mask must broadcast along the "
+                          "queries: (B, 1, L), not (B, L, 1)."),
+            Misconception(_fixed_inverted,
+                          "Now the mask is on the keys but inverted: every query attends only to the padding. "
+                          "masked_fill fills where its mask is True, so fill where the token is NOT real."),
+            Misconception(_fixed_unmasked,
+                          "Your weights ignore the padding completely: padded keys must get weight 0."),
+        ),
+    ),
+]

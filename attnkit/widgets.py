@@ -572,8 +572,10 @@ def decoding_explorer(
         row_names = [f"head {h}" for h in range(len(rows))] if data["row"].dim() == 2 else [data["new_token"]]
         fig = _figure(max(6.0, 2.5 + 0.5 * history.shape[1]), 2.5 + 0.35 * (T + len(rows)))
         ax_history, ax_row = fig.subplots(2, 1, height_ratios=[T, max(len(rows), 1.5)])
-        show_attention(history, [f"{s}: {tok}" for s, tok in enumerate(data["step_tokens"])],
-                       [str(tok) for tok in tokens[: history.shape[1]]], ax=ax_history, annotate=False,
+        # Steps not decoded yet stay unnamed: their tokens would give the rest of the text away.
+        step_labels = [f"{s}: {tok}" if s <= t else f"{s}: ..." for s, tok in enumerate(data["step_tokens"])]
+        key_labels = [str(tok) if j < n else "" for j, tok in enumerate(tokens[: history.shape[1]])]
+        show_attention(history, step_labels, key_labels, ax=ax_history, annotate=False,
                        title="each step's new token over its cache (head mean)")
         ax_history.add_patch(Rectangle((-0.5, t - 0.5), n, 1, fill=False, edgecolor="red", lw=1.5))
         ax_history.set_ylabel("step: new token")

@@ -148,3 +148,12 @@ def test_recorder_hook_records_instead_of_running(capsys, monkeypatch):
     check("1.4", good_attention)
     assert seen == [("1.4", good_attention)]
     assert capsys.readouterr().out == ""
+
+
+def test_renamed_parameters_get_a_hint_to_keep_the_stub_names():
+    def scaled_dot_product_attention(q, k, v, mask=None):
+        return good_attention(q, k, v, mask)
+
+    text = run_exercise(get_exercise("1.4"), scaled_dot_product_attention).render()
+    assert "unexpected keyword argument 'query'" in text
+    assert "calls `scaled_dot_product_attention(query=..., key=..., value=...)`: keep the parameter names" in text

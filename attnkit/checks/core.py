@@ -213,7 +213,12 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
     except NotImplementedError:
         return Ran(NOT_IMPLEMENTED, message="not implemented yet")
     except Exception as err:  # the student's bug, reported, never re-raised
-        return Ran(ERROR, message=_describe_exception(err))
+        message = _describe_exception(err)
+        if isinstance(err, TypeError) and ("keyword argument" in str(err) or "positional argument" in str(err)):
+            names = ", ".join(f"{k}=..." for k in case.inputs)
+            message += (f"\nThe checker calls `{exercise.function}({names})`: keep the parameter names "
+                        "of the exercise's stub.")
+        return Ran(ERROR, message=message)
     try:
         outputs = to_plain(out, len(exercise.output_names))
     except OutputTypeError as err:

@@ -26,6 +26,40 @@ def _release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, *names: str) -> dict:
+    """The options the user typed (None means "use the function's default")."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from attnkit.grading import GradingError, grade
+
+    try:
+        summary = grade(args.submissions, args.out, **_given(args, "jobs", "timeout", "seed", "memory_mb",
+                                                             "output_kb", "notebooks"))
+    except GradingError as err:
+        print(f"attnkit grade: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnkit grade: interrupted; nothing written", file=sys.stderr)
+        return 130
+    print(summary.render())
+    return 0
+
+
+def _gradescope_bundle(args: argparse.Namespace) -> int:
+    from attnkit.grading import GradingError
+    from attnkit.grading.bundle import build_bundle
+
+    try:
+        path = build_bundle(args.zip, **_given(args, "notebooks", "timeout", "memory_mb", "torch"))
+    except (GradingError, OSError) as err:
+        print(f"attnkit gradescope-bundle: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}: upload it as the autograder of a Gradescope programming assignment")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="Course tools for attnkit.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -35,6 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dest", default="exercises", help="folder to write (default: exercises)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if dest is stale")
     p.set_defaults(run=_release)
+
+    p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<notebook>.ipynb in sandboxed workers",
+                       description="Grade every student's notebooks with the public and hidden checks; write "
+                                   "grades.csv, gradebook.csv, feedback/ and gradescope/ into OUT. The "
+                                   "defaults are set in attnkit/grading/grade.py; see docs/grading.md.")
+    p.add_argument("submissions", metavar="SUBMISSIONS", help="one folder per student, holding the notebooks")
+    p.add_argument("--out", required=True, metavar="OUT", help="folder to write the results to")
+    p.add_argument("--jobs", type=int, help="notebooks graded at once")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per notebook, cells and checks")
+    p.add_argument("--seed", type=int, help="seed of the hidden checks' inputs (same seed, same grades)")
+    p.add_argument("--memory-mb", type=int, help="memory per worker above the course's own")
+    p.add_argument("--output-kb", type=int, help="captured output per notebook")
+    p.add_argument("--notebook", dest="notebooks", action="append", metavar="NAME",
+                   help="grade only this released notebook (repeatable)")
+    p.set_defaults(run=_grade)
+
+    p = sub.add_parser("gradescope-bundle", help="write the Gradescope autograder zip",
+                       description="Write a zip with setup.sh, run_autograder and the attnkit source, for a "
+                                   "Gradescope programming assignment.")
+    p.add_argument("zip", metavar="OUT.zip", help="the zip file to write")
+    p.add_argument("--notebook", dest="notebooks", action="append", metavar="NAME",
+                   help="the assignment's notebook (repeatable; default: all released notebooks)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per notebook")
+    p.add_argument("--memory-mb", type=int, help="memory per worker above the course's own")
+    p.add_argument("--torch", help="the torch requirement setup.sh installs from the CPU wheel index")
+    p.set_defaults(run=_gradescope_bundle)
     return parser
 
 

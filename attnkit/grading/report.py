@@ -1,0 +1,233 @@
+"""What the grader writes: grades.csv, gradebook.csv, feedback/<student>.md, gradescope/<student>.json.
+
+Every message comes from `ExerciseReport.render()`, the self-check's own text, which never shows a
+hidden case's inputs; the notebook notes name cells and errors, never test code.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from attnkit.checks.core import PASSED
+from attnkit.grading import statuses as st
+
+__all__ = ["Row", "rows", "write_all", "feedback_markdown", "gradescope_results", "render_summary",
+           "GRADES_COLUMNS"]
+
+GRADES_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message"]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of grades.csv."""
+
+    student: str
+    notebook: str
+    exercise: str  # "1.3", or "" for a file that was not graded
+    points: float
+    max_points: float
+    status: str
+    message: str
+
+
+def _num(x: float) -> str:
+    return f"{round(x, 2):g}"
+
+
+def rows(run) -> list[Row]:
+    """Every row, students in order, then notebooks in course order, then exercises."""
+    out = []
+    for student in run.discovery.students:
+        for notebook in run.notebooks:
+            result = run.results.get((student, notebook))
+            for report in result.reports if result else []:
+                ex = report.exercise
+                out.append(Row(student, notebook, ex.id, report.points, ex.points, report.status, report.render()))
+        for stray in run.discovery.strays:
+            if stray.student == student:
+                out.append(Row(student, "", "", 0.0, 0.0, stray.status, f"{stray.name}: {stray.message}"))
+    return out
+
+
+def write_all(run) -> None:
+    if run.out is None:
+        return
+    out = Path(run.out)
+    all_rows = rows(run)
+    _write_csv(out / "grades.csv", GRADES_COLUMNS,
+               ([r.student, r.notebook, r.exercise, _num(r.points), _num(r.max_points), r.status, r.message]
+                for r in all_rows))
+    stems = [Path(n).stem for n in run.notebooks]
+    book = []
+    for student in run.discovery.students:
+        got = [sum(r.points for r in all_rows if r.student == student and r.notebook == n) for n in run.notebooks]
+        top = [sum(r.max_points for r in all_rows if r.student == student and r.notebook == n) for n in run.notebooks]
+        book.append([student, *map(_num, got), _num(sum(got)), _num(sum(top))])
+    _write_csv(out / "gradebook.csv", ["student", *stems, "total", "max_total"], book)
+    written = {"feedback": set(), "gradescope": set()}
+    for student in run.discovery.students:
+        name = _file_name(student)
+        results = [run.results[student, n] for n in run.notebooks if (student, n) in run.results]
+        strays = [s for s in run.discovery.strays if s.student == student]
+        (out / "feedback" / f"{name}.md").write_text(feedback_markdown(student, results, strays), encoding="utf-8")
+        data = gradescope_results(results, strays)
+        (out / "gradescope" / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n",
+                                                         encoding="utf-8")
+        written["feedback"].add(f"{name}.md")
+        written["gradescope"].add(f"{name}.json")
+    for folder, keep in written.items():  # students removed since the last run
+        for path in (out / folder).iterdir():
+            if path.name not in keep and path.suffix in (".md", ".json") and path.is_file():
+                path.unlink()
+
+
+def _write_csv(path: Path, header: list[str], body: Iterable[list[str]]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(body)
+
+
+def _file_name(student: str) -> str:
+    """The student's folder name is already a valid file name; keep it (non-ASCII included)."""
+    cleaned = "".join(c if c.isprintable() and c not in "/\\" else "_" for c in student)
+    return cleaned if cleaned not in ("", ".", "..") else "_"
+
+
+def feedback_markdown(student: str, results: list, strays: list) -> str:
+    """One student's feedback: per notebook, each exercise's points and the self-check's message."""
+    got = sum(r.points for res in results for r in res.reports)
+    top = sum(r.exercise.points for res in results for r in res.reports)
+    lines = [f"# Feedback for {student}", "", f"**Total: {_num(got)} / {_num(top)} points**", ""]
+    for res in results:
+        nb_got = sum(r.points for r in res.reports)
+        nb_top = sum(r.exercise.points for r in res.reports)
+        lines += [f"## {res.notebook}: {_num(nb_got)} / {_num(nb_top)}", ""]
+        overrides = {(r.status_override, r.message_override) for r in res.reports}
+        if len(res.reports) > 1 and len(overrides) == 1 and None not in next(iter(overrides)):
+            status, message = next(iter(overrides))  # one reason for the whole notebook: say it once
+            names = ", ".join(r.exercise.id for r in res.reports)
+            lines += [f"Exercises {names}: {status}, 0 points.", "", "```text", message, "```", ""]
+            lines += ["Notes on this notebook:", ""] + [f"- {note}" for note in res.notes] + [""] if res.notes else []
+            continue
+        for report in res.reports:
+            ex = report.exercise
+            lines += [f"### Exercise {ex.id}: {ex.title} ({_num(report.points)} / {_num(ex.points)})", "",
+                      "```text", report.render(), "```", ""]
+        if res.notes:
+            lines += ["Notes on this notebook:", ""] + [f"- {note}" for note in res.notes] + [""]
+    if strays:
+        lines += ["## Files that were not graded", ""] + [f"- `{s.name}`: {s.message}" for s in strays] + [""]
+    lines += ["Run each exercise's `check(...)` cell in your notebook to see the same messages as you work."]
+    return "\n".join(lines) + "\n"
+
+
+def gradescope_results(results: list, strays: list, execution_time: float | None = None) -> dict:
+    """Gradescope's results.json: a test per exercise (hidden cases folded in, never described)."""
+    tests = []
+    for res in results:
+        for report in res.reports:
+            ex = report.exercise
+            tests.append({
+                "name": f"Exercise {ex.id}: {ex.title} ({ex.function})",
+                "number": ex.id,
+                "score": round(report.points, 2),
+                "max_score": ex.points,
+                "status": "passed" if report.status == PASSED else "failed",
+                "visibility": "visible",
+                "output": report.render(),
+                "output_format": "text",
+                "tags": [res.notebook, report.status],
+            })
+    notes = [f"{res.notebook}: {note}" for res in results for note in res.notes]
+    notes += [f"{s.name}: {s.message}" for s in strays]
+    output = "Each test below is one exercise: public checks and hidden checks together.\n"
+    if notes:
+        output += "\nNotes:\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    seconds = execution_time if execution_time is not None else sum(res.seconds for res in results)
+    return {
+        "score": round(sum(t["score"] for t in tests), 2),
+        "execution_time": round(seconds, 2),
+        "output": output,
+        "output_format": "md",
+        "stdout_visibility": "hidden",
+        "visibility": "visible",
+        "tests": tests,
+    }
+
+
+def render_summary(summary) -> str:
+    """The end-of-run summary: what was graded, how it went, and which protections were in force."""
+    counts = summary.rows
+    graded = sum(n for s, n in counts.items() if s not in (st.UNEXPECTED_FILE, st.DUPLICATE))
+    by_status = ", ".join(f"{counts[s]} {s}" for s in (*st.EXPLANATIONS,) if counts.get(s))
+    limit_hits = sum(counts.get(s, 0) for s in st.LIMITS)
+    lines = [f"Graded {summary.students} students, {summary.notebooks} notebooks, {graded} exercise rows in "
+             f"{summary.seconds:.1f} s.",
+             f"Rows by status: {by_status or 'none'}.",
+             f"Errors: {counts.get(st.ERROR, 0)} exercise rows raised, {counts.get(st.INVALID, 0)} rows from "
+             f"unreadable notebooks; limits hit: {counts.get(st.TIMEOUT, 0)} timeouts, {counts.get(st.MEMORY, 0)} "
+             f"memory, {counts.get(st.OUTPUT_LIMIT, 0)} output, {counts.get(st.CRASHED, 0)} crashed "
+             f"({limit_hits} in all)."]
+    if summary.cell_problems:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.cell_problems.items()))
+        lines.append(f"Cells that failed (graded anyway, noted in the feedback): {kinds}.")
+    if summary.leftovers or summary.retries:
+        lines.append(f"Killed {summary.leftovers} processes left running by submissions; re-ran "
+                     f"{summary.retries} notebooks without an exercise that crashed their worker.")
+    lines += ["Sandbox: " + "; ".join(_measures(summary.measures))]
+    missing = _missing_measures(summary.measures)
+    if missing:
+        lines.append("Not available: " + "; ".join(missing))
+    lines += [f"Warning: {w}" for w in summary.warnings]
+    if summary.out is not None:
+        lines.append(f"Wrote {summary.out}/grades.csv, gradebook.csv, feedback/, gradescope/.")
+    return "\n".join(lines)
+
+
+def _measures(m: dict) -> list[str]:
+    if not m:
+        return ["not started (nothing ran)"]
+    limits = m.get("limits", {})
+    out = [f"forked worker per notebook from a pre-warmed zygote, own session, killed at "
+           f"{limits.get('timeout', 0):g} s (soft limits per cell and exercise before that)",
+           f"memory cap {limits.get('memory_mb')} MiB above the worker's {m.get('vmsize_mb')} MiB (RLIMIT_AS)",
+           f"output cap {limits.get('output_kb')} KiB (RLIMIT_FSIZE, SIGXFSZ ignored)",
+           "verdicts computed in the grader from plain arrays (npz, allow_pickle=False)"]
+    if m.get("uids"):
+        uids = m["uids"]
+        out.append(f"unprivileged uid per job slot ({uids[0]}-{uids[-1]}), all its processes killed after each "
+                   f"notebook; RLIMIT_NPROC {limits.get('nproc')}")
+    if m.get("namespaces"):
+        out.append(f"private mount namespace: file system read-only, private /tmp ({limits.get('tmp_mb')} MiB), "
+                   "submissions and output hidden; no network")
+    if m.get("subreaper"):
+        out.append("orphaned processes re-parented to the zygote and killed (child subreaper)")
+    if m.get("no_new_privs"):
+        out.append("no_new_privs (setuid programs do not elevate)")
+    return out
+
+
+def _missing_measures(m: dict) -> list[str]:
+    if not m:
+        return []
+    missing = []
+    if not m.get("uids") and m.get("root"):
+        missing.append("an unprivileged uid per job slot (see the reason below): student code runs as root, "
+                       "held only by the limits above")
+    elif not m.get("uids"):
+        missing.append("not root, so student code runs as your user: it can read and change any file you can "
+                       "(including other submissions and the output), fork without a process cap, and reach the "
+                       "network. Grade as root (e.g. in a container) for per-slot users and a read-only file system")
+    elif not m.get("namespaces"):
+        missing.append("mount/network namespaces (unshare refused, e.g. a container without CAP_SYS_ADMIN): "
+                       "files are protected by permissions only, and the network is reachable")
+    if not m.get("subreaper"):
+        missing.append("child subreaper: a daemon that escapes its process group may survive")
+    for problem in m.get("warm_problems", []):
+        missing.append(f"pre-import failed: {problem}")
+    return missing

@@ -1,0 +1,662 @@
+"""Run each submission in its own forked worker with a time limit, memory and output caps, and cleanup.
+
+A *zygote* process imports torch, numpy, matplotlib, ipywidgets and attnkit once, then forks one
+worker per submission (a fork costs milliseconds; a fresh Jupyter kernel costs seconds). Each worker:
+
+- starts a new session (setsid), so its whole process group can be killed;
+- gets a wall-clock deadline (the zygote kills it, and everything it started, when it passes);
+- caps its address space (RLIMIT_AS, relative to the pre-warmed size), the size of any file it writes
+  (RLIMIT_FSIZE, with SIGXFSZ ignored, so its captured stdout/stderr stays small), CPU time and core
+  dumps, and sets no_new_privs (setuid programs do not elevate);
+- when the grader runs as root: enters a private mount and network namespace (the whole file system
+  read-only, a small private /tmp, the submissions and the output folder hidden, no network), caps
+  its processes (RLIMIT_NPROC) and drops to a dedicated unprivileged uid per job slot, so that
+  afterwards every process of that uid can be killed (double-forked daemons escape process groups).
+
+The zygote is also a child subreaper: orphans of a worker are re-parented to it and killed when the
+job ends, even without root. The worker reads its job before any of this and writes its results to
+a directory it was given as an open file descriptor; see worker.py. The grader side is `Sandbox`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import gc
+import json
+import os
+import pwd
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+__all__ = ["Limits", "JobEnd", "Sandbox", "SandboxError", "serve", "EXIT_INTERNAL"]
+
+_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 36, 38
+_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+_UID_BASE = 61000  # first uid tried for the job slots; must not belong to anyone (checked)
+EXIT_INTERNAL = 70  # the worker's own failure (a grader bug), not the student's
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-submission limits (grade.py owns the defaults of the first three and passes them on)."""
+
+    timeout: float  # wall-clock seconds for one notebook: its cells and every check
+    memory_mb: int  # address space a worker may add to the pre-warmed process's own
+    output_kb: int  # captured stdout + stderr, and the largest file a worker may write
+    nproc: int = 64  # processes per job slot's uid (root only)
+    tmp_mb: int = 64  # size of the private /tmp (root with namespaces only)
+    threads: int = 1  # torch threads per worker
+
+
+@dataclass
+class JobEnd:
+    """How a worker ended, as the zygote saw it."""
+
+    job: int
+    status: str  # "exited", "signaled" or "timeout"
+    code: int | None = None  # exit code, when status is "exited"
+    signal: int | None = None  # signal number, when "signaled" (or the kill after a timeout)
+    elapsed: float = 0.0
+    leftovers: int = 0  # processes the job left behind, killed after it
+
+
+class SandboxError(RuntimeError):
+    """The zygote could not start or died; the message includes its log."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grader side
+# ---------------------------------------------------------------------------------------------------
+
+
+class Sandbox:
+    """The grader's handle on the zygote: start it, run jobs in slots, wait for them to end."""
+
+    def __init__(self, limits: Limits, run_dir: Path, *, hide: list[Path] = (), jobs: int = 1):
+        self.limits, self.run_dir, self.jobs = limits, Path(run_dir), jobs
+        self.hide = [str(Path(p).resolve()) for p in hide]
+        self.measures: dict = {}
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> dict:
+        """Start the zygote and wait until it has imported everything; return its sandbox measures."""
+        self.spawn()
+        return self.ready()
+
+    def spawn(self) -> None:
+        """Start the zygote without waiting for it (it takes a few seconds to import torch & co.)."""
+        log = open(self.run_dir / "zygote.log", "wb")
+        config = {"limits": asdict(self.limits), "hide": self.hide, "jobs": self.jobs}
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        self._proc = subprocess.Popen([sys.executable, "-c", "from attnkit.grading.sandbox import serve; serve()",
+                                       json.dumps(config)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                                      cwd=self.run_dir)
+        log.close()
+
+    def ready(self) -> dict:
+        """Wait until the zygote has imported everything; return its sandbox measures."""
+        if not self.measures:
+            self.measures = self._read()["measures"]
+        return self.measures
+
+    def run(self, job: int, job_dir: Path, slot: int) -> None:
+        """Start job `job` (its files are in `job_dir`) in slot `slot` (0 .. jobs - 1)."""
+        self._send({"op": "run", "job": job, "dir": str(job_dir), "slot": slot})
+
+    def wait(self) -> JobEnd:
+        """Block until some job ends."""
+        return JobEnd(**self._read())
+
+    def close(self) -> None:
+        """Stop the zygote; it kills whatever is still running."""
+        if self._proc is None:
+            return
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, msg: dict) -> None:
+        try:
+            self._proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self._proc.stdin.flush()
+        except OSError as err:
+            raise SandboxError(f"the grading zygote is gone ({err}).{self._log_tail()}") from None
+
+    def _read(self) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            raise SandboxError(f"the grading zygote exited (code {code}).{self._log_tail()}")
+        msg = json.loads(line)
+        if "error" in msg:
+            raise SandboxError(f"the grading zygote failed: {msg['error']}")
+        return msg
+
+    def _log_tail(self) -> str:
+        try:
+            text = (self.run_dir / "zygote.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+        return f" Its log ends with:\n{text}" if text.strip() else ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Zygote side: `python -c "from attnkit.grading.sandbox import serve; serve()" CONFIG`
+# ---------------------------------------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _prctl(option: int, value: int) -> bool:
+    return _libc.prctl(option, value, 0, 0, 0) == 0
+
+
+def _warm() -> list[str]:
+    """Import what notebooks use, so that each forked worker starts with it loaded."""
+    problems = []
+    import torch
+
+    torch.set_num_threads(1)  # no OpenMP thread pool before fork: a forked child would hang on it
+    import numpy  # noqa: F401
+
+    for name in ("matplotlib.pyplot", "ipywidgets", "IPython.display"):
+        try:
+            __import__(name)
+        except Exception as err:  # optional for grading; a notebook that needs it will say so
+            problems.append(f"{name}: {err}")
+    import attnkit
+    from attnkit.checks import all_exercises
+    from attnkit.grading import worker  # noqa: F401
+
+    for module in attnkit._MODULES:
+        try:
+            __import__(f"attnkit.{module}")
+        except Exception as err:
+            problems.append(f"attnkit.{module}: {type(err).__name__}: {err}")
+    for ex in all_exercises().values():  # first calls of the ops the checks use are slow: do them once here
+        try:
+            for case in ex.cases():
+                ex.invoke(ex.reference, case.inputs)
+        except Exception as err:
+            problems.append(f"exercise {ex.id}'s reference: {type(err).__name__}: {err}")
+    if "matplotlib.pyplot" in sys.modules:  # fonts, colour maps and layout code load on first use
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        fig.colorbar(ax.imshow(torch.rand(3, 4).numpy()), ax=ax)
+        ax.set_title("warm-up $x^2$")
+        ax.plot([0, 1], [1, 0], label="a")
+        ax.legend()
+        fig.canvas.draw()
+        plt.close(fig)
+    return problems
+
+
+def _vmsize() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class _Zygote:
+    def __init__(self, config: dict):
+        self.limits = Limits(**config["limits"])
+        self.hide = config["hide"]
+        self.jobs = config["jobs"]
+        self.running: dict[int, dict] = {}  # pid -> job info
+        self.exited: dict[int, int] = {}  # pid -> wait status, for workers reaped early
+        self.me = os.getpid()
+
+    # -- capabilities -------------------------------------------------------------------------------
+
+    def probe(self, warm_problems: list[str]) -> dict:
+        # ATTNKIT_SANDBOX_NO_ROOT=1: behave as without root (to see, and test, the weaker sandbox).
+        root = os.geteuid() == 0 and not os.environ.get("ATTNKIT_SANDBOX_NO_ROOT")
+        self.uids = self._free_uids() if root else []
+        self.needed = _needed_paths()
+        self.namespaces = bool(self.uids) and self._in_child(self._try_namespaces)
+        # Without a private file system, an unprivileged uid works only if it can read the installation.
+        self.root = bool(self.uids) and (self.namespaces or self._in_child(self._try_setuid))
+        self.subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        problems = list(warm_problems)
+        if self.uids and not self.root:
+            problems.append("the Python installation is not readable by an unprivileged user and mount "
+                            "namespaces are refused: student code runs as root")
+        return {
+            "root": root,
+            "uids": self.uids if self.root else [],
+            "namespaces": self.namespaces,
+            "subreaper": self.subreaper,
+            "rlimit_as": True,
+            "rlimit_fsize": True,
+            "rlimit_nproc": self.root,
+            "no_new_privs": self._in_child(lambda: _prctl(_PR_SET_NO_NEW_PRIVS, 1)),
+            "vmsize_mb": _vmsize() // 2**20,
+            "warm_problems": problems,
+            "limits": asdict(self.limits),
+        }
+
+    def _free_uids(self) -> list[int]:
+        """uids no account and no process uses, locked for this run (two graders must not share them:
+        each kills every process of its uids)."""
+        busy = {uid for _, _, _, _, uid in _procs(with_uid=True)}
+        for base in range(_UID_BASE, _UID_BASE + 20000, 1000):
+            uids = list(range(base, base + self.jobs))
+            if not all(_unused_uid(u) and u not in busy for u in uids):
+                continue
+            fd = os.open(f"/tmp/attnkit-grade-uids-{base}.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.lock_fd = fd  # held until the zygote exits
+            return uids
+        return []
+
+    def _try_setuid(self) -> bool:
+        os.setgroups([])
+        os.setgid(self.uids[0])
+        os.setuid(self.uids[0])
+        return os.getuid() == self.uids[0] and all(os.access(p, os.R_OK | os.X_OK) for p in self.needed)
+
+    def _try_namespaces(self) -> bool:
+        _private_filesystem([], 1, self.needed)
+        return self._try_setuid()
+
+    @staticmethod
+    def _in_child(fn) -> bool:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ok = fn()
+            except BaseException:
+                ok = False
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def serve(self, proto_in: int, proto_out: int) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(wake_w)
+        self.wake = (wake_r, wake_w)
+        self.proto_in, self.proto_out = proto_in, proto_out
+        buffer = b""
+        while True:
+            deadlines = [job["deadline"] for job in self.running.values()]
+            wait = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            ready, _, _ = select.select([proto_in, wake_r], [], [], wait)
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+            if proto_in in ready:
+                data = os.read(proto_in, 65536)
+                if not data:
+                    break
+                buffer += data
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    self.start_job(json.loads(line))
+            self.reap()
+            now = time.monotonic()
+            for pid, job in list(self.running.items()):
+                if pid not in self.exited and now >= job["deadline"]:
+                    job["timed_out"] = True
+                    _killpg(pid)
+                    _, status = os.waitpid(pid, 0)
+                    self.exited[pid] = status
+                if pid in self.exited:
+                    self.finish(pid)
+        for pid in list(self.running):  # the grader is gone: stop everything
+            _killpg(pid)
+            self.finish(pid)
+
+    def send(self, msg: dict) -> None:
+        data = (json.dumps(msg) + "\n").encode()
+        while data:
+            data = data[os.write(self.proto_out, data):]
+
+    def start_job(self, request: dict) -> None:
+        slot = request["slot"]
+        uid = self.uids[slot] if self.root else None
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            code = EXIT_INTERNAL
+            try:
+                code = _worker_process(request, self.limits, uid, self.namespaces, self.hide, self.needed,
+                                       (self.proto_in, self.proto_out, *self.wake))
+            except BaseException:  # a grader bug: into the captured output (or the zygote's log)
+                import traceback
+
+                os.write(2, f"attnkit grader: internal error\n{traceback.format_exc()}".encode())
+            finally:
+                os._exit(code)
+        self.running[pid] = {"job": request["job"], "slot": slot, "uid": uid, "start": start,
+                             "deadline": start + self.limits.timeout, "timed_out": False}
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid in self.running:
+                self.exited[pid] = status
+
+    def finish(self, pid: int) -> None:
+        job = self.running.pop(pid)
+        status = self.exited.pop(pid)
+        leftovers = self.cleanup(pid, job["uid"])
+        end = {"job": job["job"], "elapsed": round(time.monotonic() - job["start"], 3), "leftovers": leftovers}
+        if job["timed_out"]:
+            end.update(status="timeout", signal=signal.SIGKILL)
+        elif os.WIFSIGNALED(status):
+            end.update(status="signaled", signal=os.WTERMSIG(status))
+        else:
+            end.update(status="exited", code=os.waitstatus_to_exitcode(status))
+        self.send(end)
+
+    def cleanup(self, pgid: int, uid: int | None) -> int:
+        """Kill everything the job started: its process group, its uid's processes, stray orphans."""
+        leftovers = {pid for pid, _, group, state, _ in _procs() if group == pgid and state != "Z"}
+        _killpg(pgid)
+        for _ in range(500):  # wait until the group is gone, so orphans have been re-parented to us
+            self.reap()
+            if not any(group == pgid and state != "Z" for _, _, group, state, _ in _procs()):
+                break
+            time.sleep(0.002)
+        if uid is not None:
+            leftovers |= self.kill_uid(uid)
+            if not self.namespaces:
+                _sweep_tmp(uid)
+        leftovers |= self.kill_strays()
+        return len(leftovers)
+
+    def kill_uid(self, uid: int) -> set[int]:
+        """Kill every process of `uid`: a helper that becomes `uid` calls kill(-1, SIGKILL)."""
+        killed: set[int] = set()
+        for _ in range(100):
+            alive = {pid for pid, _, _, state, owner in _procs(with_uid=True) if owner == uid and state != "Z"}
+            if not alive:
+                break
+            killed |= alive
+            helper = os.fork()
+            if helper == 0:
+                try:
+                    os.setgid(uid)
+                    os.setuid(uid)
+                    os.kill(-1, signal.SIGKILL)
+                finally:
+                    os._exit(0)
+            os.waitpid(helper, 0)
+            time.sleep(0.002)
+            self.reap()
+        return killed
+
+    def kill_strays(self) -> set[int]:
+        """Orphans re-parented to the zygote (it is a subreaper) that are not running jobs."""
+        killed: set[int] = set()
+        for _ in range(100):
+            strays = {pid for pid, ppid, _, state, _ in _procs() if ppid == self.me and state != "Z"
+                      and pid not in self.running}
+            if not strays:
+                break
+            for pid in strays:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            killed |= strays
+            time.sleep(0.002)
+            self.reap()
+        self.reap()
+        return killed
+
+
+def _procs(with_uid: bool = False):
+    """(pid, ppid, pgid, state, uid) of every process; uid is the real one, read only if asked."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+            uid = -1
+            if with_uid:
+                with open(f"/proc/{name}/status", "rb") as f:
+                    for line in f:
+                        if line.startswith(b"Uid:"):
+                            uid = int(line.split()[1])
+                            break
+        except OSError:
+            continue
+        fields = data[data.rindex(b")") + 2:].split()
+        yield int(name), int(fields[1]), int(fields[2]), fields[0].decode(), uid
+
+
+def _unused_uid(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return True
+    return False
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _sweep_tmp(uid: int) -> None:
+    """Without a private /tmp, delete what the job's uid left in the shared temporary folders."""
+    import shutil
+
+    for folder in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inside the forked worker, before and around the student's code
+# ---------------------------------------------------------------------------------------------------
+
+
+def _worker_process(request: dict, limits: Limits, uid: int | None, namespaces: bool, hide: list[str],
+                    needed: list[str], zygote_fds: tuple[int, ...]) -> int:
+    """Isolate this fresh fork, then hand over to worker.run. Returns the exit code."""
+    os.setsid()
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past RLIMIT_FSIZE fail with EFBIG instead
+    for fd in zygote_fds:
+        os.close(fd)
+    from attnkit.grading import worker
+
+    # Everything the worker needs is read or opened now, as the grader's user, before any isolation.
+    job_dir = Path(request["dir"])
+    job = worker.load_job(job_dir)
+    out = job_dir / "out"
+    out.mkdir(mode=0o700)
+    home = job_dir / "home"
+    home.mkdir(mode=0o700)
+    if uid is not None:
+        os.chown(out, uid, uid)
+        os.chown(home, uid, uid)
+    out_fd = os.open(out, os.O_DIRECTORY | os.O_RDONLY)
+    output = os.open("output.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600, dir_fd=out_fd)
+    if uid is not None:
+        os.fchown(output, uid, uid)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.dup2(out_fd, 3)
+    os.closerange(4, 65536)
+    out_fd = 3
+
+    if namespaces:
+        _private_filesystem(hide, limits.tmp_mb, needed)
+        home = Path("/tmp/home")
+        home.mkdir(mode=0o700)
+        if uid is not None:
+            os.chown(home, uid, uid)
+    os.chdir(home)
+    _set_limits(limits, nproc=uid is not None)
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    os.environ.update(HOME=str(home), TMPDIR=str(home), USER="student", LOGNAME="student",
+                      MPLCONFIGDIR=str(home / ".matplotlib"))
+    sys.path[:0] = [str(home)]  # like a kernel started in the notebook's folder
+    return worker.run(job, out_fd, limits)
+
+
+def _set_limits(limits: Limits, *, nproc: bool) -> None:
+    def cap(kind: int, value: int) -> None:
+        _, hard = resource.getrlimit(kind)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY else hard))
+
+    cap(resource.RLIMIT_AS, _vmsize() + limits.memory_mb * 2**20)
+    cap(resource.RLIMIT_FSIZE, limits.output_kb * 1024)
+    cap(resource.RLIMIT_CORE, 0)
+    cap(resource.RLIMIT_CPU, int(limits.timeout * max(1, limits.threads)) + 10)
+    cap(resource.RLIMIT_NOFILE, 1024)
+    if nproc:
+        cap(resource.RLIMIT_NPROC, limits.nproc)
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def enc(s: str | None) -> bytes | None:
+        return s.encode() if s is not None else None
+
+    if _libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {target}: {os.strerror(err)}")
+
+
+def _needed_paths() -> list[str]:
+    """Folders a worker must be able to read: the Python installation, sys.path and attnkit itself."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parents[2])}
+    paths |= {p for p in sys.path if p and os.path.isabs(p)}
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+def _private_filesystem(hide: list[str], tmp_mb: int, needed: list[str]) -> None:
+    """A mount namespace where everything is read-only except a private /tmp, and no network."""
+    if _libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+    _mount("/", "/", None, _MS_BIND | _MS_REC)
+    _expose(needed)
+    with open("/proc/self/mountinfo") as f:
+        points = sorted({line.split()[4].replace("\\040", " ") for line in f}, key=len)
+    for point in points:
+        if point == "/proc" or point.startswith("/proc/"):
+            continue
+        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID
+        if not (point == "/dev" or point.startswith("/dev/")):
+            flags |= _MS_NODEV
+        try:
+            _mount(None, point, None, flags)
+        except OSError:
+            pass  # a mount that cannot be remounted (e.g. already read-only with locked flags)
+    for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(tmp):
+            _mount("tmpfs", tmp, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
+    for path in hide:  # other students' work and the grader's output: an empty, read-only folder
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k,mode=000")
+
+
+def _expose(paths: list[str]) -> None:
+    """Make `paths` reachable by other users when a parent is private (e.g. Python under /root, 0700).
+
+    The private parent is covered by an empty tmpfs (0755) into which only the needed child folders
+    are bound back: the worker sees the installation and nothing else of that parent.
+    """
+    blocked: dict[str, set[str]] = {}
+    for path in paths:
+        parts = Path(path).parts
+        for depth in range(1, len(parts) - 1):
+            ancestor = os.path.join(*parts[:depth + 1])
+            if not os.stat(ancestor).st_mode & 0o001:
+                blocked.setdefault(ancestor, set()).add(os.path.join(ancestor, parts[depth + 1]))
+                break
+    for ancestor, children in sorted(blocked.items()):
+        fds = {child: os.open(child, os.O_PATH | os.O_DIRECTORY) for child in sorted(children)}
+        _mount("tmpfs", ancestor, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=0755")
+        for child, fd in fds.items():
+            os.mkdir(child, 0o755)
+            _mount(f"/proc/self/fd/{fd}", child, None, _MS_BIND | _MS_REC)
+            os.close(fd)
+
+
+def serve() -> None:
+    """Entry point of the zygote process (`python -c "...; serve()" CONFIG`)."""
+    config = json.loads(sys.argv[1])
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(2, 1)  # anything printed by an import goes to the log, not into the protocol
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the grader, which closes our stdin
+    zygote = _Zygote(config)
+    try:
+        problems = _warm()
+        measures = zygote.probe(problems)
+    except BaseException as err:
+        os.write(proto_out, (json.dumps({"error": f"{type(err).__name__}: {err}"}) + "\n").encode())
+        raise
+    gc.collect()
+    gc.freeze()  # forked workers then touch (and copy) fewer pages
+    os.write(proto_out, (json.dumps({"ready": True, "measures": measures}) + "\n").encode())
+    zygote.serve(proto_in, proto_out)
+

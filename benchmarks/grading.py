@@ -1,0 +1,116 @@
+"""How fast `attnkit grade` is: a synthetic class, and each notebook side by side with nbclient.
+
+Prints two tables:
+  1. nbclient executing each solution notebook in a fresh kernel (what nbgrader and otter do per
+     notebook, before any grading) next to attnkit's cost per notebook in the class run below: the
+     worker's wall time (fork, cells, every public and hidden check, exit) and the batch's CPU-core
+     seconds per notebook (wall time x jobs / notebooks, startup included), with the ratios;
+  2. the class: STUDENTS students x every course notebook (a quarter each: solved, untouched stubs,
+     first exercise still a stub, one exercise returning None) graded with `--jobs JOBS`, wall time
+     end to end (including the zygote's start), against the 60 s target.
+
+Run: python benchmarks/grading.py [--students 100] [--jobs 2]   (about 1.5 min on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from attnkit.grading import grade
+from attnkit.grading.discover import released_notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_CLASS_SECONDS = 60.0
+TARGET_RATIO = 0.1
+
+
+def nbclient_seconds(path: Path) -> float:
+    """Wall time of nbclient executing the notebook in a fresh python3 kernel (start to shutdown)."""
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
+    return time.perf_counter() - start
+
+
+def variants(name: str) -> list[nbformat.NotebookNode]:
+    """The four kinds of student in the synthetic class, for one notebook."""
+    solved = nbformat.read(REPO / "solutions" / name, as_version=4)
+    stubs = nbformat.read(REPO / "exercises" / name, as_version=4)
+    exercise_cells = [i for i, c in enumerate(stubs.cells)
+                      if c.cell_type == "code" and "NotImplementedError" in c.source]
+    first_stub = nbformat.from_dict(solved)
+    returns_none = nbformat.from_dict(solved)
+    if exercise_cells and len(stubs.cells) == len(solved.cells):
+        first_stub.cells[exercise_cells[0]] = stubs.cells[exercise_cells[0]]
+        cell = nbformat.from_dict(stubs.cells[exercise_cells[-1]])
+        lines = cell.source.splitlines()
+        cell.source = "\n".join(line if "NotImplementedError" not in line else
+                                line[: len(line) - len(line.lstrip())] + "return None" for line in lines)
+        returns_none.cells[exercise_cells[-1]] = cell
+    return [solved, stubs, first_stub, returns_none]
+
+
+def make_class(root: Path, students: int, notebooks: list[str]) -> None:
+    kinds = {name: variants(name) for name in notebooks}
+    for i in range(students):
+        folder = root / f"student{i:03d}"
+        folder.mkdir(parents=True)
+        for name in notebooks:
+            nbformat.write(kinds[name][i % 4], folder / name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    notebooks = [n for n in released_notebooks() if (REPO / "solutions" / n).exists()]
+    if not notebooks:
+        sys.exit("no solution notebooks in solutions/")
+
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    print(f"nbclient: each solution notebook in a fresh kernel ({len(notebooks)} notebooks)", flush=True)
+    kernel = {name: nbclient_seconds(REPO / "solutions" / name) for name in notebooks}
+
+    with tempfile.TemporaryDirectory(prefix="attnkit-bench-") as tmp:
+        root = Path(tmp)
+        make_class(root / "submissions", args.students, notebooks)
+        start = time.perf_counter()
+        summary = grade(root / "submissions", root / "out", jobs=args.jobs, progress=False)
+        wall = time.perf_counter() - start
+    graded = summary.notebooks
+    everything = [s for times in summary.worker_seconds.values() for s in times]
+    core_seconds = wall * args.jobs / graded
+
+    print()
+    print(f"{'notebook':32} {'nbclient s':>10} {'worker s':>9} {'ratio':>7} {'core-s/nb':>10} {'ratio':>7}")
+    for name in notebooks:
+        worker = statistics.median(summary.worker_seconds[name])
+        print(f"{name:32} {kernel[name]:10.2f} {worker:9.3f} {worker / kernel[name]:7.3f} "
+              f"{core_seconds:10.3f} {core_seconds / kernel[name]:7.3f}")
+    print("worker s: median over the class of this notebook's worker (fork, cells, all checks, exit);\n"
+          "core-s/nb: the class run's wall time x jobs / notebooks, startup and judging included.")
+    worst = max(core_seconds / k for k in kernel.values())
+    print(f"worst ratio {worst:.3f} (target <= {TARGET_RATIO}): {'met' if worst <= TARGET_RATIO else 'NOT met'}")
+
+    print()
+    print(f"class: {args.students} students x {len(notebooks)} notebooks = {graded} notebooks, "
+          f"{sum(summary.rows.values())} rows, --jobs {args.jobs}")
+    print(f"wall time {wall:.1f} s end to end (target <= {TARGET_CLASS_SECONDS:g} s: "
+          f"{'met' if wall <= TARGET_CLASS_SECONDS else 'NOT met'}); {graded / wall:.1f} notebooks/s; "
+          f"worker p50 {statistics.median(everything):.3f} s, p95 {statistics.quantiles(everything, n=20)[-1]:.3f} s")
+    print(f"rows by status: {dict(sorted(summary.rows.items()))}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

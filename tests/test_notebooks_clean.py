@@ -19,10 +19,15 @@ def test_the_course_has_its_notebooks():
 def test_notebook_is_clean(path):
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    assert set(nb.metadata) <= ALLOWED_NOTEBOOK_METADATA, f"stray metadata {set(nb.metadata) - ALLOWED_NOTEBOOK_METADATA}"
+    stray = set(nb.metadata) - ALLOWED_NOTEBOOK_METADATA
+    assert not stray, f"stray notebook metadata {stray}"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
     for i, cell in enumerate(nb.cells):
         assert set(cell.metadata) <= {"tags"}, f"cell {i}: stray metadata {dict(cell.metadata)}"
+        if cell.cell_type == "markdown":
+            # A "\top" written through a Python string becomes TAB + "op" and renders as " op".
+            bad = sorted({repr(ch) for ch in cell.source if ord(ch) < 32 and ch != "\n"})
+            assert not bad, f"markdown cell {i} holds control characters {bad} (an unescaped backslash?)"
         if cell.cell_type == "code":
             assert cell.outputs == [], f"cell {i} has committed outputs"
             assert cell.execution_count is None, f"cell {i} has an execution count"

@@ -1,0 +1,309 @@
+"""A GPT-2 in one page, after nanoGPT's model.py, that decodes with attnkit's KV cache.
+
+The module layout and parameter names follow Hugging Face's GPT-2 (transformer.wte, transformer.h.0.attn
+.c_attn, ...), so `GPT.from_gpt2` loads its weights and the tests check our logits against
+`transformers.GPT2LMHeadModel`.
+
+Speed matters here (`benchmarks/kv_cache.py` measures it), so attention calls PyTorch's fused
+`F.scaled_dot_product_attention`, not the readable `attnkit.scaled_dot_product_attention`: same maths
+and mask convention (tests/test_attention.py checks that they agree), but one fused kernel instead of
+a dozen small operations and input checks, and no (L, S) weights materialised. Decoding one token
+(4 heads, 150 keys, 2 CPU threads) it is about twice as fast as the three written-out products
+softmax(q k^T / sqrt(D)) v, and about four times as fast as attnkit's version, which also checks its
+inputs and returns the weights for plotting.
+
+Shape legend: B batch, L new tokens in this call, S keys attended (cached + new), E = n_embd,
+H = n_head, D = E / H, V = vocab_size. nanoGPT's T, C, nh, hs are our L (= S), E, H, D.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit._validate import expect_tensor, shape_str
+from attnkit.kv_cache import KVCache
+from attnkit.masks import causal_mask
+from attnkit.mha import merge_heads, split_heads
+
+__all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "generate"]
+
+# Head counts of the released GPT-2 checkpoints, by width: the weights alone do not tell H.
+_GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}
+
+
+@dataclass
+class GPTConfig:
+    """Sizes of a GPT-2 model; the defaults are GPT-2 small (124M parameters).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+
+    vocab_size: int = 50257  # V: tokens in the vocabulary (rows of wte and of the output layer)
+    block_size: int = 1024  # longest sequence: rows of the learned position table wpe
+    n_layer: int = 12  # transformer blocks stacked
+    n_head: int = 12  # H: attention heads per block; must divide n_embd
+    n_embd: int = 768  # E: model width, the size of every token's vector
+    layer_norm_epsilon: float = 1e-5  # added to the variance in LayerNorm, as in GPT-2
+
+    def __post_init__(self) -> None:
+        if self.n_head <= 0 or self.n_embd % self.n_head != 0:
+            raise ValueError(
+                f"Expected `n_head` to be a positive divisor of `n_embd`={self.n_embd} but got {self.n_head}"
+            )
+
+
+class CausalSelfAttention(nn.Module):
+    """Masked multi-head self-attention with one fused projection for q, k, v, as in GPT-2.
+
+    With a `KVCache`, the L new tokens' queries attend to the cached keys plus their own, under a
+    causal mask aligned bottom-right (`attnkit.causal_mask(L, S)`).
+
+    Shapes: x (B, L, E) -> (B, L, E).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+
+    def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.layer_idx = layer_idx  # which layer of the KVCache is ours
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # W_q, W_k, W_v stacked
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # mixes the heads back together
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        B, L, E = x.shape
+        q, k, v = self.c_attn(x).split(E, dim=2)  # (B, L, 3E) -> 3 x (B, L, E)
+        q = split_heads(q, self.n_head)  # (B, H, L, D)
+        k = split_heads(k, self.n_head)  # (B, H, L, D)
+        v = split_heads(v, self.n_head)  # (B, H, L, D)
+        if cache is not None:
+            k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D): cached keys, then the L new ones
+        S = k.shape[2]
+        if L == S:  # no cache, or an empty one: plain causal attention (top-left = bottom-right)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, D)
+        else:  # the L new queries are the last L of S positions: bottom-right aligned
+            mask = None if L == 1 else causal_mask(L, S, device=x.device)  # (L, S); 1 query sees all
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D)
+        return self.c_proj(merge_heads(y))  # (B, H, L, D) -> (B, L, E)
+
+
+class MLP(nn.Module):
+    """The feed-forward part of a block: widen to 4E, GELU (tanh approximation, as GPT-2), back to E.
+
+    Shapes: x (B, L, E) -> (B, L, E).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.c_fc(x), approximate="tanh")  # (B, L, E) -> (B, L, 4E)
+        return self.c_proj(h)  # (B, L, 4E) -> (B, L, E)
+
+
+class Block(nn.Module):
+    """One transformer block, pre-LayerNorm: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+
+    Shapes: x (B, L, E) -> (B, L, E).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+
+    def __init__(self, config: GPTConfig, layer_idx: int = 0) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)  # (B, L, E)
+        return x + self.mlp(self.ln_2(x))  # (B, L, E)
+
+
+class GPT(nn.Module):
+    """GPT-2: token + learned position embeddings, n_layer blocks, a final LayerNorm, tied output layer.
+
+    With a `KVCache`, `idx` holds only the new tokens; their positions continue after the cached ones.
+
+    Shapes: idx (B, L) token ids -> logits (B, L, V), or (B, 1, V) with last_only=True.
+
+    See chapters/05_kv_cache.ipynb.
+    """
+
+    def __init__(self, config: GPTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
+            wpe=nn.Embedding(config.block_size, config.n_embd),  # learned position embeddings
+            h=nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
+            ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.transformer.wte.weight  # tied: one matrix reads and writes tokens
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale the residual projections by 1/sqrt(2N)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(
+        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+    ) -> torch.Tensor:
+        """Next-token logits for every position of `idx` (or only the last, all that generation needs).
+
+        With a cache, positions start at the number of tokens it has seen.
+
+        Shapes: idx (B, L) -> logits (B, L, V), or (B, 1, V) with last_only=True.
+
+        See chapters/05_kv_cache.ipynb.
+        """
+        expect_tensor("idx", idx)
+        if idx.dim() != 2 or idx.is_floating_point() or idx.dtype == torch.bool:
+            raise ValueError(f"Expected `idx` to be integer token ids of shape (B, L) but got "
+                             f"shape {shape_str(idx.shape)} of dtype {idx.dtype}")
+        B, L = idx.shape
+        start = 0 if cache is None else cache.n_seen  # position of idx[:, 0]
+        if start + L > self.config.block_size:
+            raise ValueError(
+                f"Expected at most block_size={self.config.block_size} positions but got {start + L} "
+                f"({start} cached + {L} new); crop the context or start a new cache"
+            )
+        pos_emb = self.transformer.wpe.weight[start:start + L]  # (L, E): rows start .. start + L - 1
+        x = self.transformer.wte(idx) + pos_emb  # (B, L, E) + (L, E) -> (B, L, E)
+        for block in self.transformer.h:
+            x = block(x, cache)  # (B, L, E)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, E)
+        x = self.transformer.ln_f(x)
+        return self.lm_head(x)  # (B, L, E) -> (B, L, V)
+
+    @classmethod
+    def from_gpt2(cls, state_dict: Mapping[str, torch.Tensor], n_head: int | None = None) -> GPT:
+        """Build a GPT from the weights of a Hugging Face GPT-2 (`GPT2LMHeadModel(...).state_dict()`).
+
+        Sizes come from the weights, except n_head, which they do not reveal: it defaults only for the
+        released widths (768 -> 12, 1024 -> 16, 1280 -> 20, 1600 -> 25). HF's Conv1D stores its
+        weight as (in, out), so those are transposed for nn.Linear.
+
+        Shapes: transformer.h.N.attn.c_attn.weight (E, 3E) -> c_attn.weight (3E, E), and so on.
+
+        See chapters/05_kv_cache.ipynb.
+        """
+        if "transformer.wte.weight" not in state_dict and "wte.weight" in state_dict:  # GPT2Model
+            state_dict = {f"transformer.{name}": w for name, w in state_dict.items()}
+        if "transformer.wte.weight" not in state_dict:
+            raise ValueError("Expected a GPT-2 state dict with a `transformer.wte.weight` entry, "
+                             f"but got keys {sorted(state_dict)[:5]}...")
+        vocab_size, n_embd = state_dict["transformer.wte.weight"].shape
+        block_size = state_dict["transformer.wpe.weight"].shape[0]
+        n_layer = len({name.split(".")[2] for name in state_dict if name.startswith("transformer.h.")})
+        if n_head is None:
+            if n_embd not in _GPT2_HEADS:
+                raise ValueError(
+                    f"Cannot infer `n_head` from the weights for width n_embd={n_embd} (only the "
+                    f"released GPT-2 widths {sorted(_GPT2_HEADS)} have a default): pass n_head="
+                )
+            n_head = _GPT2_HEADS[n_embd]
+        config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
+                           n_head=n_head, n_embd=n_embd)
+
+        conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+        ours = {}
+        for name, w in state_dict.items():
+            if name.endswith((".attn.bias", ".attn.masked_bias")):  # HF's causal-mask buffers, not weights
+                continue
+            ours[name] = w.t() if name.endswith(conv1d) else w  # Conv1D (in, out) -> Linear (out, in)
+        wte = state_dict["transformer.wte.weight"]
+        if "lm_head.weight" in ours and not torch.equal(ours["lm_head.weight"], wte):
+            raise ValueError("Expected `lm_head.weight` to equal `transformer.wte.weight` (GPT-2 ties "
+                             "them, and so does this GPT) but they differ")
+        ours["lm_head.weight"] = wte
+        model = cls(config).to(dtype=wte.dtype, device=wte.device)
+        model.load_state_dict(ours, strict=True)
+        return model
+
+
+def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Pick one token per row: the most likely (greedy) or a sample at `temperature` from the top_k."""
+    if not do_sample:
+        return logits.argmax(dim=-1)  # (B, V) -> (B,)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))  # keep the top_k (and ties)
+    probs = F.softmax(logits, dim=-1)  # (B, V)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B, 1) -> (B,)
+
+
+def generate(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    use_cache: bool = True,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    do_sample: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue `idx` by `max_new_tokens` tokens: greedy, or sampled with do_sample=True.
+
+    With the cache: one pass over the prompt (prefill), then one token per step. Without it, every
+    step reruns the model on the whole sequence, cropped to the last block_size tokens. Both give
+    the same tokens (while the sequence fits in block_size, which the cache requires).
+
+    Shapes: idx (B, L) -> (B, L + max_new_tokens).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    expect_tensor("idx", idx)
+    if idx.dim() != 2 or idx.shape[1] == 0:
+        raise ValueError(f"Expected `idx` shape to be (B, L) with L >= 1 but got {shape_str(idx.shape)}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    if do_sample and not temperature > 0:
+        raise ValueError(f"Expected `temperature` > 0 but got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k <= 0):
+        raise ValueError(f"Expected `top_k` to be None or a positive int but got {top_k!r}")
+    B, L = idx.shape
+    config = model.config
+    total = L + max_new_tokens
+    if use_cache and total > config.block_size:
+        raise ValueError(
+            f"With use_cache=True the prompt plus new tokens must fit in block_size={config.block_size} "
+            f"but got {L} + {max_new_tokens} = {total}; use_cache=False crops the context instead"
+        )
+    cache = None
+    if use_cache:
+        cache = KVCache(config.n_layer, B, config.n_head, total, config.n_embd // config.n_head,
+                        dtype=model.lm_head.weight.dtype, device=idx.device)
+    out = idx.new_empty(B, total)  # (B, L + new): filled in place, no torch.cat per step
+    out[:, :L] = idx
+    with torch.inference_mode():
+        for t in range(L, total):
+            if cache is None:
+                context = out[:, max(0, t - config.block_size):t]  # (B, <= block_size): all tokens again
+            else:
+                context = out[:, cache.n_seen:t]  # (B, L) the prompt first, then (B, 1) per step
+            logits = model(context, cache, last_only=True)[:, -1, :]  # (B, V)
+            out[:, t] = _next_token(logits, do_sample, temperature, top_k, generator)
+    return out

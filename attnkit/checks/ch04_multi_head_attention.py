@@ -1,0 +1,382 @@
+"""Exercises of chapter 4 (solutions/04_multi_head_attention.ipynb): multi-head attention.
+
+The references are PyTorch's own: `F.multi_head_attention_forward` (what `nn.MultiheadAttention` runs)
+and the module's own parameters, so an answer is compared with PyTorch, not with our library.
+Shapes are chosen so that transposition bugs show: B > 1, L != S, L != H, D != H where it matters.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attnkit.checks.core import Case, Exercise, Misconception
+
+NOTEBOOK = "04_multi_head_attention.ipynb"
+
+
+def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen) * scale
+
+
+# --- 4.1 split_heads -----------------------------------------------------------------------------
+
+
+def _split_ref(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    B, L, E = x.shape
+    return x.reshape(B, L, num_heads, E // num_heads).permute(0, 2, 1, 3)  # (B, H, L, D)
+
+
+def _split_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        Case("x (2, 3, 8): batch of 2, L=3 tokens, E=8, num_heads=2 (D=4)",
+             {"x": _randn(gen, 2, 3, 8), "num_heads": 2}),
+        Case("x (1, 5, 12): L=5 tokens, E=12, num_heads=3 (D=4)", {"x": _randn(gen, 1, 5, 12), "num_heads": 3}),
+        Case("x (3, 4, 6): L=4 tokens, E=6, num_heads=6 (D=1)", {"x": _randn(gen, 3, 4, 6), "num_heads": 6}),
+    ]
+
+
+def _split_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("x (2, 7, 20), 4 heads", {"x": _randn(gen, 2, 7, 20), "num_heads": 4}),
+            Case("x (2, 3, 6), 1 head", {"x": _randn(gen, 2, 3, 6), "num_heads": 1})]
+
+
+def _split_view_bhld(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    B, L, E = x.shape
+    return x.reshape(B, num_heads, L, E // num_heads)
+
+
+def _split_no_transpose(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    B, L, E = x.shape
+    return x.reshape(B, L, num_heads, E // num_heads)
+
+
+def _split_strided(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    B, L, E = x.shape
+    return x.reshape(B, L, E // num_heads, num_heads).permute(0, 3, 1, 2)  # head h = every H-th feature
+
+
+# --- 4.2 merge_heads -----------------------------------------------------------------------------
+
+
+def _merge_ref(x: torch.Tensor) -> torch.Tensor:
+    B, H, L, D = x.shape
+    return x.permute(0, 2, 1, 3).reshape(B, L, H * D)
+
+
+def _merge_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        Case("x (2, 2, 3, 4): batch of 2, H=2 heads, L=3 tokens, D=4 -> (2, 3, 8)", {"x": _randn(gen, 2, 2, 3, 4)}),
+        Case("x (1, 3, 5, 2): H=3 heads, L=5 tokens, D=2 -> (1, 5, 6)", {"x": _randn(gen, 1, 3, 5, 2)}),
+    ]
+
+
+def _merge_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("x (3, 4, 6, 5)", {"x": _randn(gen, 3, 4, 6, 5)}),
+            Case("x (2, 1, 3, 4): one head", {"x": _randn(gen, 2, 1, 3, 4)})]
+
+
+def _merge_no_transpose(x: torch.Tensor) -> torch.Tensor:
+    B, H, L, D = x.shape
+    return x.reshape(B, L, H * D)
+
+
+def _merge_interleaved(x: torch.Tensor) -> torch.Tensor:
+    B, H, L, D = x.shape
+    return x.permute(0, 2, 3, 1).reshape(B, L, D * H)  # feature d of every head, then feature d + 1
+
+
+# --- 4.3 a multi-head forward pass ---------------------------------------------------------------
+
+
+def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None):
+    """PyTorch's own multi-head attention (the function nn.MultiheadAttention calls), batch first."""
+    E = query.shape[-1]
+    torch_mask = None if attn_mask is None else ~attn_mask  # torch: True = IGNORE; ours: True = may attend
+    out, weights = F.multi_head_attention_forward(
+        query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1),  # (B, L, E) -> (L, B, E)
+        E, num_heads,
+        in_proj_weight=torch.cat([W_q, W_k, W_v]), in_proj_bias=torch.cat([b_q, b_k, b_v]),  # (3E, E), (3E,)
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+        out_proj_weight=W_o, out_proj_bias=b_o, training=False,
+        need_weights=True, attn_mask=torch_mask, average_attn_weights=True,
+    )
+    return out.transpose(0, 1), weights  # (B, L, E), (B, L, S)
+
+
+def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None, *,
+                 scale_by_width=False, split="right", merge="right", skip_out_proj=False, weights="mean",
+                 invert_mask=False, transpose_weights=False, empty_rows_zero=False, fill=float("-inf")):
+    """A multi-head forward pass with one known mistake switched on (each flag is one misconception)."""
+    B, L, E = query.shape
+    S = key.shape[1]
+    H, D = num_heads, E // num_heads
+
+    def proj(x, W, b):
+        return x @ (W if transpose_weights else W.T) + b
+
+    def split_heads(x, n):
+        if split == "view_bhld":
+            return x.reshape(B, H, n, D)
+        return x.reshape(B, n, H, D).transpose(1, 2)
+
+    q = split_heads(proj(query, W_q, b_q), L)
+    k = split_heads(proj(key, W_k, b_k), S)
+    v = split_heads(proj(value, W_v, b_v), S)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(E if scale_by_width else D)  # (B, H, L, S)
+    if attn_mask is not None:
+        scores = scores.masked_fill(attn_mask if invert_mask else ~attn_mask, fill)
+    w = torch.softmax(scores, dim=-1)
+    if empty_rows_zero:
+        w = w.nan_to_num(0.0)  # a fully masked row: zeros, as F.scaled_dot_product_attention gives
+    out = w @ v  # (B, H, L, D)
+    if merge == "no_transpose" or (split == "view_bhld" and merge == "matching"):
+        out = out.reshape(B, L, E)
+    else:
+        out = out.transpose(1, 2).reshape(B, L, E)
+    if not skip_out_proj:
+        out = out @ W_o.T + b_o
+    if weights == "mean":
+        w = w.mean(dim=1)
+    elif weights == "sum":
+        w = w.sum(dim=1)
+    elif weights == "first":
+        w = w[:, 0]
+    return out, w
+
+
+def _mha_cases(gen: torch.Generator) -> list[Case]:
+    def params(E: int) -> dict[str, torch.Tensor]:
+        s = 1.0 / math.sqrt(E)
+        return {"W_q": _randn(gen, E, E, scale=s), "W_k": _randn(gen, E, E, scale=s),
+                "W_v": _randn(gen, E, E, scale=s), "W_o": _randn(gen, E, E, scale=s),
+                "b_q": _randn(gen, E, scale=0.1), "b_k": _randn(gen, E, scale=0.1),
+                "b_v": _randn(gen, E, scale=0.1), "b_o": _randn(gen, E, scale=0.1)}
+
+    x = _randn(gen, 2, 4, 8)
+    self_attn = {"query": x, "key": x, "value": x, **params(8), "num_heads": 2}
+    cross = {"query": _randn(gen, 2, 3, 12), "key": _randn(gen, 2, 5, 12), "value": _randn(gen, 2, 5, 12),
+             **params(12), "num_heads": 3}
+    y = _randn(gen, 2, 5, 8)
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    masked = {"query": y, "key": y, "value": y, **params(8), "num_heads": 4, "attn_mask": causal}
+    return [
+        Case("self-attention: query = key = value (2, 4, 8): B=2, L=S=4, E=8, num_heads=2, no mask", self_attn),
+        Case("cross-attention: query (2, 3, 12), key/value (2, 5, 12): L=3, S=5, E=12, num_heads=3, no mask",
+             cross),
+        Case("self-attention (2, 5, 8), num_heads=4, causal attn_mask (5, 5) bool, True = may attend", masked),
+    ]
+
+
+def _mha_hidden(gen: torch.Generator) -> list[Case]:
+    E, H, L, S = 16, 4, 2, 6
+    s = 1.0 / math.sqrt(E)
+    mask = torch.rand(L, S, generator=gen) > 0.5
+    mask[:, 0] = True  # every query keeps at least one key
+    return [Case("B=3, L=2, S=6, E=16, H=4, random bool mask",
+                 {"query": _randn(gen, 3, L, E), "key": _randn(gen, 3, S, E), "value": _randn(gen, 3, S, E),
+                  "W_q": _randn(gen, E, E, scale=s), "W_k": _randn(gen, E, E, scale=s),
+                  "W_v": _randn(gen, E, E, scale=s), "W_o": _randn(gen, E, E, scale=s),
+                  "b_q": _randn(gen, E, scale=0.1), "b_k": _randn(gen, E, scale=0.1),
+                  "b_v": _randn(gen, E, scale=0.1), "b_o": _randn(gen, E, scale=0.1),
+                  "num_heads": H, "attn_mask": mask})]
+
+
+def _only_with_mask(fn):
+    def wrong(**inputs):
+        if inputs.get("attn_mask") is None:
+            raise ValueError("only applies with a mask")
+        return fn(**inputs)
+    return wrong
+
+
+# --- 4.4 weights from nn.MultiheadAttention ------------------------------------------------------
+
+_MHA_PARAMS = ("in_proj_weight", "in_proj_bias", "q_proj_weight", "k_proj_weight", "v_proj_weight",
+               "out_proj_weight", "out_proj_bias")
+
+
+def _build_torch_mha(inputs: dict) -> nn.MultiheadAttention:
+    """The nn.MultiheadAttention a case describes, with the case's (random) weights and biases."""
+    mha = nn.MultiheadAttention(inputs["embed_dim"], inputs["num_heads"], kdim=inputs.get("kdim"),
+                                vdim=inputs.get("vdim"), batch_first=inputs.get("batch_first", False))
+    state = {name.replace("out_proj_", "out_proj."): inputs[name] for name in _MHA_PARAMS if name in inputs}
+    mha.load_state_dict(state, strict=True)
+    return mha.eval()
+
+
+def _call_with_mha(fn, inputs: dict):
+    return fn(_build_torch_mha(inputs))
+
+
+def _weights_ref(mha: nn.MultiheadAttention):
+    E = mha.embed_dim
+    if mha.in_proj_weight is not None:
+        W_q, W_k, W_v = mha.in_proj_weight[:E], mha.in_proj_weight[E:2 * E], mha.in_proj_weight[2 * E:]
+    else:
+        W_q, W_k, W_v = mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight
+    b_q, b_k, b_v = mha.in_proj_bias[:E], mha.in_proj_bias[E:2 * E], mha.in_proj_bias[2 * E:]
+    return W_q, W_k, W_v, mha.out_proj.weight, b_q, b_k, b_v, mha.out_proj.bias
+
+
+def _weights_cases(gen: torch.Generator) -> list[Case]:
+    def state(E: int, kdim: int | None = None, vdim: int | None = None) -> dict[str, torch.Tensor]:
+        s = 1.0 / math.sqrt(E)
+        d = {"in_proj_bias": _randn(gen, 3 * E, scale=0.1), "out_proj_weight": _randn(gen, E, E, scale=s),
+             "out_proj_bias": _randn(gen, E, scale=0.1)}
+        if kdim is None and vdim is None:
+            d["in_proj_weight"] = _randn(gen, 3 * E, E, scale=s)
+        else:
+            d["q_proj_weight"] = _randn(gen, E, E, scale=s)
+            d["k_proj_weight"] = _randn(gen, E, kdim or E, scale=s)
+            d["v_proj_weight"] = _randn(gen, E, vdim or E, scale=s)
+        return d
+
+    return [
+        Case("nn.MultiheadAttention(embed_dim=8, num_heads=2): in_proj_weight (24, 8)",
+             {"embed_dim": 8, "num_heads": 2, **state(8)}),
+        Case("nn.MultiheadAttention(embed_dim=12, num_heads=3, batch_first=True): in_proj_weight (36, 12)",
+             {"embed_dim": 12, "num_heads": 3, "batch_first": True, **state(12)}),
+        Case("nn.MultiheadAttention(embed_dim=8, num_heads=2, kdim=6, vdim=5): in_proj_weight is None, "
+             "q_proj_weight (8, 8), k_proj_weight (8, 6), v_proj_weight (8, 5)",
+             {"embed_dim": 8, "num_heads": 2, "kdim": 6, "vdim": 5, **state(8, 6, 5)}),
+    ]
+
+
+def _weights_hidden(gen: torch.Generator) -> list[Case]:
+    E = 16
+    s = 1.0 / math.sqrt(E)
+    return [Case("embed_dim=16, num_heads=4",
+                 {"embed_dim": E, "num_heads": 4, "in_proj_weight": _randn(gen, 3 * E, E, scale=s),
+                  "in_proj_bias": _randn(gen, 3 * E), "out_proj_weight": _randn(gen, E, E, scale=s),
+                  "out_proj_bias": _randn(gen, E)})]
+
+
+def _weights_interleaved(mha: nn.MultiheadAttention):
+    E = mha.embed_dim
+    rows = mha.in_proj_weight.reshape(E, 3, E)  # wrong: reads the stack as if q, k, v rows alternated
+    bias = mha.in_proj_bias.reshape(E, 3)
+    return rows[:, 0], rows[:, 1], rows[:, 2], mha.out_proj.weight, bias[:, 0], bias[:, 1], bias[:, 2], \
+        mha.out_proj.bias
+
+
+def _weights_transposed(mha: nn.MultiheadAttention):
+    W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o = _weights_ref(mha)
+    return W_q.T, W_k.T, W_v.T, W_o.T, b_q, b_k, b_v, b_o
+
+
+def _weights_columns(mha: nn.MultiheadAttention):
+    W_q, W_k, W_v = mha.in_proj_weight.chunk(3, dim=1)
+    b_q, b_k, b_v = mha.in_proj_bias.chunk(3)
+    return W_q, W_k, W_v, mha.out_proj.weight, b_q, b_k, b_v, mha.out_proj.bias
+
+
+def _weights_kqv(mha: nn.MultiheadAttention):
+    W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o = _weights_ref(mha)
+    return W_k, W_q, W_v, W_o, b_k, b_q, b_v, b_o
+
+
+_WRONG_ORDER_HINT = ("Split the width into heads first, x.reshape(B, L, H, D), THEN move the head axis forward "
+                     "with .transpose(1, 2) (or .permute(0, 2, 1, 3)). Reshaping straight to (B, H, L, D) gives "
+                     "the right shape but cuts across tokens: a 'head' then holds pieces of several tokens.")
+
+_INVERTED_MASK_HINT = ("Your mask is inverted. Here a bool attn_mask is True where a query MAY ATTEND (as in "
+                       "F.scaled_dot_product_attention), the opposite of nn.MultiheadAttention's "
+                       "(True = ignore): fill the scores with -inf where the mask is False.")
+
+EXERCISES = [
+    Exercise(
+        id="4.1", notebook=NOTEBOOK, function="split_heads",
+        title="Split the model width E into num_heads heads of width D: (B, L, E) -> (B, H, L, D)",
+        reference=_split_ref, make_cases=_split_cases, make_hidden_cases=_split_hidden,
+        output_names=("heads",),
+        misconceptions=(
+            Misconception(_split_view_bhld, _WRONG_ORDER_HINT),
+            Misconception(_split_no_transpose,
+                          "You cut E into (H, D) but left the heads in dimension 2: (B, L, H, D). Move them "
+                          "in front of the tokens with .transpose(1, 2) so each head is a (L, D) matrix."),
+            Misconception(_split_strided,
+                          "Head h owns the contiguous slice of features h*D .. (h+1)*D - 1, not every H-th "
+                          "feature: reshape to (B, L, H, D) (heads outside, D inside), not (B, L, D, H)."),
+        ),
+    ),
+    Exercise(
+        id="4.2", notebook=NOTEBOOK, function="merge_heads",
+        title="Concatenate the heads back into one row per token: (B, H, L, D) -> (B, L, H*D)",
+        reference=_merge_ref, make_cases=_merge_cases, make_hidden_cases=_merge_hidden,
+        output_names=("merged",),
+        misconceptions=(
+            Misconception(_merge_no_transpose,
+                          "Move the heads back behind the tokens first, x.transpose(1, 2) -> (B, L, H, D), and "
+                          "only then reshape to (B, L, H*D). Reshaping (B, H, L, D) directly mixes tokens."),
+            Misconception(_merge_interleaved,
+                          "Concatenation puts head 0's D numbers first, then head 1's: the order within a token "
+                          "must be (H, D), i.e. permute to (B, L, H, D), not (B, L, D, H)."),
+            Misconception(lambda x: x.mean(dim=1),
+                          "You averaged the heads. Multi-head attention concatenates them (width H*D); the "
+                          "output projection W_O then mixes them."),
+            Misconception(lambda x: x.sum(dim=1),
+                          "You summed the heads. Multi-head attention concatenates them (width H*D); the "
+                          "output projection W_O then mixes them."),
+        ),
+    ),
+    Exercise(
+        id="4.3", notebook=NOTEBOOK, function="multi_head_attention",
+        title="Multi-head attention forward pass, matching nn.MultiheadAttention (batch first)",
+        reference=_mha_ref, make_cases=_mha_cases, make_hidden_cases=_mha_hidden,
+        output_names=("output", "weights"),
+        misconceptions=(
+            Misconception(partial(_mha_variant, scale_by_width=True),
+                          "Each head is scaled by the square root of ITS width, D = E / num_heads, not of the "
+                          "model width E: dividing by sqrt(E) makes every head's softmax too flat."),
+            Misconception(partial(_mha_variant, split="view_bhld", merge="matching"), _WRONG_ORDER_HINT),
+            Misconception(partial(_mha_variant, split="view_bhld"), _WRONG_ORDER_HINT),
+            Misconception(partial(_mha_variant, merge="no_transpose"),
+                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E)."),
+            Misconception(partial(_mha_variant, skip_out_proj=True),
+                          "You forgot the output projection: after concatenating the heads, multiply by W_O "
+                          "(out = concat @ W_o.T + b_o). It is what lets the heads' results mix."),
+            Misconception(partial(_mha_variant, weights="none"),
+                          "Return the weights averaged over the heads, (B, L, S), as nn.MultiheadAttention "
+                          "does by default (average_attn_weights=True): weights.mean(dim=1)."),
+            Misconception(partial(_mha_variant, weights="sum"),
+                          "Average the heads' weights (mean over dim 1), do not sum them: each row must still "
+                          "sum to 1."),
+            Misconception(partial(_mha_variant, weights="first"),
+                          "You returned one head's weights; return the mean over all heads, (B, L, S)."),
+            Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True)),
+                          _INVERTED_MASK_HINT),
+            Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True, empty_rows_zero=True)),
+                          _INVERTED_MASK_HINT),
+            Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True, fill=-1e9)),  # uniform rows
+                          _INVERTED_MASK_HINT),
+            Misconception(partial(_mha_variant, transpose_weights=True),
+                          "The weights use nn.Linear's layout (out_features, in_features): a projection is "
+                          "x @ W.T + b, not x @ W + b."),
+        ),
+    ),
+    Exercise(
+        id="4.4", notebook=NOTEBOOK, function="weights_from_torch",
+        title="Read W_q, W_k, W_v, W_o and the biases out of an nn.MultiheadAttention",
+        reference=_weights_ref, make_cases=_weights_cases, make_hidden_cases=_weights_hidden,
+        call=_call_with_mha,
+        output_names=("W_q", "W_k", "W_v", "W_o", "b_q", "b_k", "b_v", "b_o"),
+        misconceptions=(
+            Misconception(_weights_interleaved,
+                          "in_proj_weight stacks the three matrices one after another along dim 0: rows "
+                          "0..E-1 are W_q, rows E..2E-1 are W_k, rows 2E..3E-1 are W_v (and the same for "
+                          "in_proj_bias). Slice or .chunk(3, dim=0); do not reshape to (E, 3, E)."),
+            Misconception(_weights_columns,
+                          "in_proj_weight is (3E, E): the three matrices are stacked along dim 0 (rows), "
+                          "so split along dim 0, not dim 1."),
+            Misconception(_weights_transposed,
+                          "Keep PyTorch's nn.Linear layout (out_features, in_features): return the matrices "
+                          "as they are stored, without .T."),
+            Misconception(_weights_kqv, "The stacking order is q, k, v: W_q comes first."),
+        ),
+    ),
+]

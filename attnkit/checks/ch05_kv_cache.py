@@ -1,0 +1,295 @@
+"""Exercises of chapter 5 (solutions/05_kv_cache.ipynb): decoding with a key/value cache.
+
+References: `torch.cat` for the cache update, `F.scaled_dot_product_attention` with an explicit
+bottom-right causal mask for a cached attention step, and for generation a cached greedy decoder
+whose tokens equal those of decoding without a cache (tests/ check that on every case).
+Shapes are chosen so that transposition bugs show: B > 1, H > 1, L != S, D != H where it matters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attnkit.checks.core import Case, Exercise, Misconception
+
+NOTEBOOK = "05_kv_cache.ipynb"
+
+
+def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=gen)
+
+
+# --- 5.1 cache update ----------------------------------------------------------------------------
+
+
+def _update_ref(k_cache: torch.Tensor, v_cache: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor):
+    return torch.cat([k_cache, k_new], dim=2), torch.cat([v_cache, v_new], dim=2)  # (B, H, S + L, D)
+
+
+def _update_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, H: int, S: int, L: int, D: int, Dv: int) -> Case:
+        return Case(name, {"k_cache": _randn(gen, B, H, S, D), "v_cache": _randn(gen, B, H, S, Dv),
+                           "k_new": _randn(gen, B, H, L, D), "v_new": _randn(gen, B, H, L, Dv)})
+
+    return [
+        case("cache of S=2 + L=2 new tokens: k (2, 3, 2, 2) + (2, 3, 2, 2)", 2, 3, 2, 2, 2, 2),
+        case("cache of S=5 + one new token: k (2, 3, 5, 4) + (2, 3, 1, 4)", 2, 3, 5, 1, 4, 4),
+        case("empty cache (S=0) + a prompt of L=4: k (1, 2, 0, 3) + (1, 2, 4, 3), values D=5", 1, 2, 0, 4, 3, 5),
+    ]
+
+
+def _update_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("B=3, H=1, S=7, L=1, D=5", {"k_cache": _randn(gen, 3, 1, 7, 5), "v_cache": _randn(gen, 3, 1, 7, 5),
+                                             "k_new": _randn(gen, 3, 1, 1, 5), "v_new": _randn(gen, 3, 1, 1, 5)}),
+            Case("B=2, H=2, S=3, L=3, D=2", {"k_cache": _randn(gen, 2, 2, 3, 2), "v_cache": _randn(gen, 2, 2, 3, 2),
+                                             "k_new": _randn(gen, 2, 2, 3, 2), "v_new": _randn(gen, 2, 2, 3, 2)})]
+
+
+def _update_on(dim: int):
+    def wrong(k_cache, v_cache, k_new, v_new):
+        return torch.cat([k_cache, k_new], dim=dim), torch.cat([v_cache, v_new], dim=dim)
+    return wrong
+
+
+def _update_new_first(k_cache, v_cache, k_new, v_new):
+    return torch.cat([k_new, k_cache], dim=2), torch.cat([v_new, v_cache], dim=2)
+
+
+# --- 5.2 one cached attention step ---------------------------------------------------------------
+
+
+def _bottom_right(L: int, S: int, shift: int = 0) -> torch.Tensor:
+    """True where query i (at position S - L + i) may attend key j; `shift` moves the diagonal."""
+    return torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L + shift)
+
+
+def _cached_ref(q_new: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor) -> torch.Tensor:
+    L, S = q_new.shape[-2], k_all.shape[-2]
+    return F.scaled_dot_product_attention(q_new, k_all, v_all, attn_mask=_bottom_right(L, S))
+
+
+def _cached_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, H: int, L: int, S: int, D: int) -> Case:
+        return Case(name, {"q_new": _randn(gen, B, H, L, D), "k_all": _randn(gen, B, H, S, D),
+                           "v_all": _randn(gen, B, H, S, D)})
+
+    return [
+        case("one new token: q_new (2, 2, 1, 4) against S=6 keys (5 cached + its own)", 2, 2, 1, 6, 4),
+        case("a chunk of L=3 new tokens after 4 cached ones: q_new (1, 2, 3, 4), k_all (1, 2, 7, 4)", 1, 2, 3, 7, 4),
+        case("prefill (empty cache): L=S=5, q_new (2, 1, 5, 3)", 2, 1, 5, 5, 3),
+    ]
+
+
+def _cached_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("B=2, H=3, L=4, S=9, D=8", {"q_new": _randn(gen, 2, 3, 4, 8), "k_all": _randn(gen, 2, 3, 9, 8),
+                                             "v_all": _randn(gen, 2, 3, 9, 8)}),
+            Case("B=1, H=2, L=2, S=3, D=2", {"q_new": _randn(gen, 1, 2, 2, 2), "k_all": _randn(gen, 1, 2, 3, 2),
+                                             "v_all": _randn(gen, 1, 2, 3, 2)})]
+
+
+def _cached_shifted(shift: int):
+    def wrong(q_new, k_all, v_all):
+        L, S = q_new.shape[-2], k_all.shape[-2]
+        return F.scaled_dot_product_attention(q_new, k_all, v_all, attn_mask=_bottom_right(L, S, shift))
+    return wrong
+
+
+# --- 5.3 greedy decoding with a cache ------------------------------------------------------------
+
+_MODEL_KEYS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+
+
+def _tiny_gpt(inputs: dict):
+    """The small GPT a case describes, seeded, with weights drawn wider than GPT-2's initialisation.
+
+    With GPT-2's std 0.02 an untrained model barely looks at the context (its next token depends on
+    the current one only), so a decoder that feeds the wrong context could still pass; and its top two
+    logits lie so close that float rounding could flip a greedy choice. Unit-variance embeddings and
+    1/sqrt(fan_in) projections make every position matter and keep the logits far apart.
+    """
+    from attnkit.gpt import GPT, GPTConfig
+
+    with torch.random.fork_rng():
+        torch.manual_seed(inputs["model_seed"])
+        model = GPT(GPTConfig(**{k: inputs[k] for k in _MODEL_KEYS}))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith(("transformer.wte", "transformer.wpe")):
+                    p.normal_(0.0, 1.0)
+                elif p.dim() == 2:  # nn.Linear (out, in)
+                    p.normal_(0.0, p.shape[1] ** -0.5)
+                elif name.endswith("bias"):
+                    p.normal_(0.0, 0.1)
+    return model.eval()
+
+
+def _call_decode(fn, inputs: dict):
+    """Decode two prompts one after the other with the same model and the same (reused) cache."""
+    from attnkit.kv_cache import KVCache
+
+    model = _tiny_gpt(inputs)
+    config = model.config
+    first, second = inputs["first_prompt"], inputs["second_prompt"]
+    n = inputs["max_new_tokens"]
+    cache = KVCache(config.n_layer, first.shape[0], config.n_head, config.block_size,
+                    config.n_embd // config.n_head)
+    tokens_1 = fn(model, cache, first, n)
+    tokens_2 = fn(model, cache, second, n)
+    # The last new token needs no step of its own, so a cache that served the second prompt holds
+    # its L positions and n - 1 or n new ones.
+    used = int(cache.n_seen in (second.shape[1] + n - 1, second.shape[1] + n))
+    return tokens_1, tokens_2, torch.tensor(used)
+
+
+def _decode_ref(model, cache, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    cache.reset()  # the cache may hold an earlier prompt
+    tokens = idx
+    with torch.no_grad():
+        logits = model(idx, cache, last_only=True)  # prefill: (B, 1, V)
+        for step in range(max_new_tokens):
+            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
+            tokens = torch.cat([tokens, next_token], dim=1)  # (B, L + step + 1)
+            if step + 1 < max_new_tokens:
+                logits = model(next_token, cache, last_only=True)  # one position: (B, 1, V)
+    return tokens
+
+
+def _decode_cases(gen: torch.Generator) -> list[Case]:
+    model = {"vocab_size": 40, "block_size": 48, "n_layer": 2, "n_head": 2, "n_embd": 16}
+
+    def prompt(B: int, L: int) -> torch.Tensor:
+        return torch.randint(0, model["vocab_size"], (B, L), generator=gen)
+
+    return [
+        Case("GPT(n_layer=2, n_head=2, n_embd=16, vocab 40), prompts (1, 5) then (1, 3), 6 new tokens each",
+             {**model, "model_seed": 1, "first_prompt": prompt(1, 5), "second_prompt": prompt(1, 3),
+              "max_new_tokens": 6}),
+        Case("same sizes, batch of 2: prompts (2, 4) then (2, 6), 5 new tokens each",
+             {**model, "model_seed": 2, "first_prompt": prompt(2, 4), "second_prompt": prompt(2, 6),
+              "max_new_tokens": 5}),
+        Case("a one-token prompt (1, 1) after a (1, 7) one, 8 new tokens each",
+             {**model, "model_seed": 3, "first_prompt": prompt(1, 7), "second_prompt": prompt(1, 1),
+              "max_new_tokens": 8}),
+    ]
+
+
+def _decode_hidden(gen: torch.Generator) -> list[Case]:
+    model = {"vocab_size": 50, "block_size": 40, "n_layer": 3, "n_head": 4, "n_embd": 32}
+    return [Case("3 layers, 4 heads, batch of 3",
+                 {**model, "model_seed": int(torch.randint(0, 10_000, (), generator=gen)),
+                  "first_prompt": torch.randint(0, 50, (3, 6), generator=gen),
+                  "second_prompt": torch.randint(0, 50, (3, 2), generator=gen), "max_new_tokens": 7})]
+
+
+def _decode_no_cache(model, cache, idx, max_new_tokens):
+    tokens = idx
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            next_token = model(tokens)[:, -1].argmax(dim=-1, keepdim=True)  # the whole sequence again
+            tokens = torch.cat([tokens, next_token], dim=1)
+    return tokens
+
+
+def _decode_no_reset(model, cache, idx, max_new_tokens):
+    tokens = idx
+    with torch.no_grad():
+        logits = model(idx, cache, last_only=True)
+        for _ in range(max_new_tokens):
+            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+            logits = model(next_token, cache, last_only=True)
+    return tokens
+
+
+def _decode_refeed_last(model, cache, idx, max_new_tokens):
+    cache.reset()
+    tokens = idx
+    with torch.no_grad():
+        model(idx, cache)  # prefill the whole prompt ...
+        last = idx[:, -1:]  # ... then feed its last token again: every position is one too far
+        for _ in range(max_new_tokens):
+            next_token = model(last, cache, last_only=True)[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+            last = next_token
+    return tokens
+
+
+def _decode_whole_sequence(model, cache, idx, max_new_tokens):
+    cache.reset()
+    tokens = idx
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            next_token = model(tokens, cache, last_only=True)[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+    return tokens
+
+
+EXERCISES = [
+    Exercise(
+        id="5.1", notebook=NOTEBOOK, function="cache_update",
+        title="Append the new keys and values to the cache along the sequence axis",
+        reference=_update_ref, make_cases=_update_cases, make_hidden_cases=_update_hidden,
+        output_names=("k_all", "v_all"),
+        misconceptions=(
+            Misconception(_update_on(1), "You concatenated along the heads (dim 1). Positions are dim 2 "
+                                         "(or -2) of (B, H, S, D): the cache grows in S, H stays the same."),
+            Misconception(_update_on(3), "You concatenated along the features (dim 3 / -1). The cache grows "
+                                         "in the sequence dimension, dim 2 (or -2) of (B, H, S, D)."),
+            Misconception(_update_on(0), "You concatenated along the batch (dim 0). The cache grows in the "
+                                         "sequence dimension, dim 2 (or -2) of (B, H, S, D)."),
+            Misconception(_update_new_first,
+                          "Keep positions in order: cached keys first, then the new ones. The causal mask "
+                          "assumes key j is position j, so the newest key must be last."),
+            Misconception(lambda k_cache, v_cache, k_new, v_new: (k_new, v_new),
+                          "You returned only the new keys and values: the point of the cache is to keep "
+                          "every earlier one too, so the new queries can attend to them."),
+        ),
+    ),
+    Exercise(
+        id="5.2", notebook=NOTEBOOK, function="cached_attention",
+        title="Attention of L new queries against all S cached keys, causal mask aligned bottom-right",
+        reference=_cached_ref, make_cases=_cached_cases, make_hidden_cases=_cached_hidden,
+        output_names=("output",),
+        misconceptions=(
+            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(q_new, k_all, v_all,
+                                                                                     is_causal=True),
+                          "is_causal=True (and tril(ones(L, S))) is aligned TOP-LEFT: with L < S it lets the "
+                          "first new query see only key 0. The new queries are the LAST L of S positions: "
+                          "query i sits at position S - L + i and sees keys 0 .. S - L + i, i.e. "
+                          "torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)."),
+            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(q_new, k_all, v_all),
+                          "Without a mask, each new query sees the new tokens after it. With one new token "
+                          "that is fine; with L > 1, mask with tril(diagonal=S - L)."),
+            Misconception(_cached_shifted(-1),
+                          "Off by one: each new token must see its own key. Query i is at position S - L + i, "
+                          "so use tril(diagonal=S - L), not S - L - 1."),
+            Misconception(_cached_shifted(+1),
+                          "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
+                          "tril(diagonal=S - L)."),
+        ),
+    ),
+    Exercise(
+        id="5.3", notebook=NOTEBOOK, function="greedy_decode",
+        title="Greedy decoding with a KV cache: prefill, then one token per step; same tokens as without it",
+        reference=_decode_ref, make_cases=_decode_cases, make_hidden_cases=_decode_hidden,
+        call=_call_decode,
+        output_names=("first_prompt_tokens", "second_prompt_tokens", "used_the_cache"),
+        misconceptions=(
+            Misconception(_decode_no_cache,
+                          "Right tokens, but the cache you were given was not used: did you rerun the whole "
+                          "sequence at every step, or make a KVCache of your own? Reuse `cache`: "
+                          "model(new_tokens, cache, last_only=True)."),
+            Misconception(_decode_no_reset,
+                          "The first prompt decodes fine but the second does not: the cache still held the "
+                          "first prompt. Call cache.reset() before the prefill."),
+            Misconception(_decode_refeed_last,
+                          "Positions are off by one: after the prefill the cache already holds every prompt "
+                          "token, so feed only the NEW token at each step (the prompt's last token was fed "
+                          "twice)."),
+            Misconception(_decode_whole_sequence,
+                          "With a cache, feed the model only the tokens it has not seen: the prompt once, then "
+                          "one new token per step. Feeding the whole sequence appends it to the cache again."),
+        ),
+    ),
+]

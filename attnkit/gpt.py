@@ -29,7 +29,6 @@ from torch import nn
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.kv_cache import KVCache
 from attnkit.masks import causal_mask
-from attnkit.mha import merge_heads, split_heads
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "generate"]
 
@@ -78,10 +77,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         B, L, E = x.shape
-        q, k, v = self.c_attn(x).split(E, dim=2)  # (B, L, 3E) -> 3 x (B, L, E)
-        q = split_heads(q, self.n_head)  # (B, H, L, D)
-        k = split_heads(k, self.n_head)  # (B, H, L, D)
-        v = split_heads(v, self.n_head)  # (B, H, L, D)
+        H = self.n_head
+        # split_heads(q), split_heads(k) and split_heads(v) in one view: this runs once per token per
+        # layer while decoding, so it skips the three calls' input checks.
+        qkv = self.c_attn(x).view(B, L, 3, H, E // H)  # (B, L, 3E) -> (B, L, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, D)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D): cached keys, then the L new ones
         S = k.shape[2]
@@ -90,7 +90,7 @@ class CausalSelfAttention(nn.Module):
         else:  # the L new queries are the last L of S positions: bottom-right aligned
             mask = None if L == 1 else causal_mask(L, S, device=x.device)  # (L, S); 1 query sees all
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D)
-        return self.c_proj(merge_heads(y))  # (B, H, L, D) -> (B, L, E)
+        return self.c_proj(y.transpose(1, 2).reshape(B, L, E))  # merge_heads: (B, H, L, D) -> (B, L, E)
 
 
 class MLP(nn.Module):

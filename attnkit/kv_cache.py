@@ -87,17 +87,12 @@ class KVCache:
 
         See chapters/05_kv_cache.ipynb.
         """
-        if not isinstance(layer, int) or not 0 <= layer < self.n_layer:
-            raise ValueError(f"Expected `layer` in [0, {self.n_layer}) but got {layer!r}")
-        expect_tensor("k", k)
-        expect_tensor("v", v)
-        expected = (self.batch_size, self.n_kv_head, k.shape[-2] if k.dim() == 4 else "L_new", self.head_dim)
-        for name, x in (("k", k), ("v", v)):
-            if x.dim() != 4 or tuple(x.shape) != expected:
-                raise ValueError(
-                    f"Expected `{name}` shape to be {shape_str(expected)} (B, H_kv, L_new, D) "
-                    f"but got {shape_str(x.shape)}"
-                )
+        # This runs once per layer per decoded token: one cheap test first, the full checks on failure.
+        B, H_kv, D = self.batch_size, self.n_kv_head, self.head_dim
+        fits = (isinstance(k, torch.Tensor) and isinstance(v, torch.Tensor) and k.dim() == 4
+                and k.shape == v.shape and k.shape[0] == B and k.shape[1] == H_kv and k.shape[3] == D)
+        if not fits or not isinstance(layer, int) or not 0 <= layer < self.n_layer:
+            self._explain_bad_update(layer, k, v)
         L_new = k.shape[2]
         keys, values = self.keys[layer], self.values[layer]
         start, slots = self._held[layer], keys.shape[2]
@@ -123,6 +118,20 @@ class KVCache:
         self._seen[layer] += L_new
         S = self._held[layer]
         return keys[:, :, :S], values[:, :, :S]  # views: (B, H_kv, S, D)
+
+    def _explain_bad_update(self, layer: object, k: object, v: object) -> None:
+        """Raise the error that says what is wrong with the arguments of `update`."""
+        if not isinstance(layer, int) or not 0 <= layer < self.n_layer:
+            raise ValueError(f"Expected `layer` in [0, {self.n_layer}) but got {layer!r}")
+        expect_tensor("k", k)
+        expect_tensor("v", v)
+        expected = (self.batch_size, self.n_kv_head, k.shape[-2] if k.dim() == 4 else "L_new", self.head_dim)
+        for name, x in (("k", k), ("v", v)):
+            if x.dim() != 4 or tuple(x.shape) != expected:
+                raise ValueError(
+                    f"Expected `{name}` shape to be {shape_str(expected)} (B, H_kv, L_new, D) "
+                    f"but got {shape_str(x.shape)}"
+                )
 
     def reset(self) -> None:
         """Forget every position (keep the memory), e.g. before the next prompt."""

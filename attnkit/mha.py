@@ -10,6 +10,8 @@ D head width (E / H). nanoGPT's B, T, C, nh, hs are our B, L (= S), E, H, D.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -77,7 +79,8 @@ class MultiHeadAttention(nn.Module):
         `nn.MultiheadAttention` reads True as *ignore* for both. Pass `~mask` when moving a mask
         between the two. Float masks mean the same in both: they are added to the scores.
         An inverted mask usually runs silently, so a bool mask that leaves a query (attn_mask) or a
-        whole sequence (key_padding_mask) with nothing to attend to raises a ValueError that says so.
+        whole sequence (key_padding_mask) with nothing to attend to gives a UserWarning that says so;
+        such a query's output and weights are zeros, as in `F.scaled_dot_product_attention`.
 
     Other differences from `nn.MultiheadAttention`, all on purpose:
         - Batch first only. For (L, B, E) inputs (torch's default `batch_first=False`) transpose:
@@ -205,10 +208,11 @@ class MultiHeadAttention(nn.Module):
                 f"but got {shape_str(attn_mask.shape)}"
             )
         if attn_mask.dtype == torch.bool and not attn_mask.any(dim=-1).all():
-            raise ValueError(
-                "`attn_mask` leaves a query with no key to attend to. In attnkit a bool mask is "
-                "True where the query MAY ATTEND, the inverse of nn.MultiheadAttention "
-                "(True = ignore): if you built this mask for torch, pass `~attn_mask`."
+            warnings.warn(
+                "`attn_mask` leaves a query with no key to attend to, so its output is zeros. In attnkit a "
+                "bool mask is True where the query MAY ATTEND, the inverse of nn.MultiheadAttention "
+                "(True = ignore): if you built this mask for torch, pass `~attn_mask`.",
+                stacklevel=3,
             )
         if attn_mask.dim() == 3:
             attn_mask = attn_mask.view(B, H, L, S)  # (B*H, L, S) -> (B, H, L, S), torch's order
@@ -228,10 +232,11 @@ class MultiHeadAttention(nn.Module):
                 f"but got {shape_str(key_padding_mask.shape)}"
             )
         if key_padding_mask.dtype == torch.bool and not key_padding_mask.any(dim=-1).all():
-            raise ValueError(
-                "`key_padding_mask` marks every key of a sequence as padding. In attnkit it is True "
-                "for REAL tokens, the inverse of nn.MultiheadAttention (True = padding): if you "
-                "built this mask for torch, pass `~key_padding_mask`."
+            warnings.warn(
+                "`key_padding_mask` marks every key of a sequence as padding, so its outputs are zeros. In "
+                "attnkit it is True for REAL tokens, the inverse of nn.MultiheadAttention (True = padding): "
+                "if you built this mask for torch, pass `~key_padding_mask`.",
+                stacklevel=3,
             )
         return key_padding_mask[:, None, None, :]  # (B, S) -> (B, 1, 1, S): same for every head, query
 

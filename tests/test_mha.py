@@ -98,14 +98,14 @@ def test_key_padding_mask_is_inverted_from_torch(inputs, average):
     got = ours(q, k, v, key_padding_mask=real, average_attn_weights=average)
     assert_same(expected, got)
     assert (got[1][1, ..., 4:] == 0).all()  # padded keys get no weight
-    with pytest.raises(ValueError, match="inverse"):  # torch's mask: sequence 0 all padding
+    with pytest.warns(UserWarning, match="inverse"):  # torch's mask: sequence 0 all padding
         ours(q, k, v, key_padding_mask=~real)
 
 
 def test_inverted_key_padding_mask_changes_the_result(inputs):
     q, k, v = inputs
     ref, ours = pair()
-    real = padding_mask([6, 4], S)  # no sequence is all padding either way round, so no error
+    real = padding_mask([6, 4], S)  # no sequence is all padding either way round, so no warning
     expected = ref(q, k, v, key_padding_mask=~real)
     assert_same(expected, ours(q, k, v, key_padding_mask=real))
     wrong = ours(q, k, v, key_padding_mask=~real)  # torch's mask passed as is: silently different
@@ -214,15 +214,17 @@ def test_fully_masked_query_gives_zeros_where_torch_gives_nan(inputs):
 # ---------------------------------------------------------------- errors
 
 
-def test_masks_built_for_torch_raise_a_hint(inputs):
+def test_masks_built_for_torch_warn_and_give_zeros_like_sdpa(inputs):
     q, k, v = inputs
     _, ours = pair()
     no_padding_for_torch = torch.zeros(B, S, dtype=torch.bool)  # torch: nothing ignored
-    with pytest.raises(ValueError, match=r"`key_padding_mask`.*inverse of nn.MultiheadAttention.*~"):
-        ours(q, k, v, key_padding_mask=no_padding_for_torch)
+    with pytest.warns(UserWarning, match=r"`key_padding_mask`.*inverse of nn.MultiheadAttention.*~"):
+        out, w = ours(q, k, v, key_padding_mask=no_padding_for_torch)
+    assert (w == 0).all() and torch.allclose(out, ours.out_proj.bias.expand_as(out))  # zero heads, then W_O
     torch_causal = torch.ones(L, S, dtype=torch.bool).triu(S - L + 1)  # last row all False
-    with pytest.raises(ValueError, match=r"`attn_mask`.*MAY ATTEND.*~attn_mask"):
-        ours(q, k, v, attn_mask=torch_causal)
+    with pytest.warns(UserWarning, match=r"`attn_mask`.*MAY ATTEND.*~attn_mask"):
+        _, w = ours(q, k, v, attn_mask=torch_causal)
+    assert (w[:, -1] == 0).all() and not torch.isnan(w).any()
 
 
 def test_shape_errors_name_the_argument(inputs):

@@ -148,7 +148,8 @@ def reinforce_gradient(
 
     Shapes: logits (B..., S) -> gradient (B..., S). `reward_fn(index)` gets the sampled positions
         (N, B...) int64 and returns rewards (N, B...). A MovingAverageBaseline is read (before this
-        call's rewards) and then updated with them; a float or a (B...) tensor is used as is.
+        call's rewards) and then updated with them; on its first call, with no history, each sample
+        is baselined by the mean of the other samples' rewards. A float or (B...) tensor is used as is.
 
     See chapters/01_attention.ipynb.
     """
@@ -171,7 +172,11 @@ def reinforce_gradient(
         )
     rewards = rewards.detach().to(probs.dtype)
 
-    if isinstance(baseline, MovingAverageBaseline):
+    if isinstance(baseline, MovingAverageBaseline) and baseline.value is None and num_samples > 1:
+        # No history yet: each sample's baseline is the mean reward of the *other* samples
+        # (leave-one-out), which does not depend on its own draw, so the estimate stays unbiased.
+        b = (rewards.sum(dim=0, keepdim=True) - rewards) / (num_samples - 1)  # (N, B...)
+    elif isinstance(baseline, MovingAverageBaseline):
         b = 0.0 if baseline.value is None else baseline.value  # (B...) or scalar
     else:
         b = 0.0 if baseline is None else baseline

@@ -148,3 +148,14 @@ def test_reinforce_rejects_bad_rewards_and_rows(bandit):
         reinforce_gradient(torch.full((2, 4), float("-inf")), reward_fn, 8)
     with pytest.raises(ValueError, match="`num_samples`"):
         reinforce_gradient(logits, reward_fn, 0)
+
+
+def test_first_call_with_a_fresh_baseline_is_centred_and_unbiased(bandit):
+    """With no history the baseline must not be 0 (a huge first step), nor this sample's own reward."""
+    logits, reward_fn, exact = bandit
+    g = torch.Generator().manual_seed(13)
+    plain = torch.stack([reinforce_gradient(logits, reward_fn, 8, g) for _ in range(2000)])
+    first = torch.stack([reinforce_gradient(logits, reward_fn, 8, g, MovingAverageBaseline(0.9))
+                         for _ in range(2000)])
+    assert first.var(dim=0).sum() < 0.25 * plain.var(dim=0).sum()
+    torch.testing.assert_close(first.mean(0), exact, atol=0.05, rtol=0)

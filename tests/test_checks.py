@@ -157,3 +157,27 @@ def test_renamed_parameters_get_a_hint_to_keep_the_stub_names():
     text = run_exercise(get_exercise("1.4"), scaled_dot_product_attention).render()
     assert "unexpected keyword argument 'query'" in text
     assert "calls `scaled_dot_product_attention(query=..., key=..., value=...)`: keep the parameter names" in text
+
+
+def test_weights_normalised_over_the_wrong_dimension_get_a_generic_hint():
+    from attnkit.checks import Case, Exercise
+
+    exercise = Exercise(id="0.1", notebook="x.ipynb", function="weights", title="softmax",
+                        reference=lambda scores: torch.softmax(scores, dim=-1),
+                        make_cases=lambda g: [Case("(2, 3, 4) scores", {"scores": torch.randn(2, 3, 4, generator=g)})],
+                        output_names=("weights",))
+    text = run_exercise(exercise, lambda scores: torch.softmax(scores, dim=1)).render()
+    assert "Hint: Your `weights` sum to 1 along dimension 1, not over the keys" in text
+    assert "Hint" not in run_exercise(exercise, lambda scores: 2 * torch.softmax(scores, dim=-1)).render()
+
+
+def test_nan_with_a_mask_names_fully_masked_rows_first():
+    def masked_nan(query, key, value, attn_mask=None):
+        out, w = good_attention(query, key, value, attn_mask)
+        if attn_mask is not None:
+            w = w.clone()
+            w[..., 0, :] = float("nan")
+        return out, w
+
+    text = run_exercise(get_exercise("1.4"), masked_nan).render()
+    assert "NaN comes from a row whose every score is -inf" in text

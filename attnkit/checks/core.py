@@ -271,7 +271,8 @@ def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ra
     """Compare what the student's function returned with the reference's, and say what is wrong."""
     if ran.status != PASSED:
         return CaseResult(case, ran.status, ran.message + "\n" + describe_inputs(case.inputs))
-    problem = compare(exercise, expected, ran.outputs)
+    masked = any(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in case.inputs.values())
+    problem = compare(exercise, expected, ran.outputs, masked=masked)
     if problem is None:
         return CaseResult(case, PASSED)
     hint = _misconception_hint(exercise, case, ran.outputs)
@@ -281,8 +282,12 @@ def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ra
     return CaseResult(case, FAILED, message)
 
 
-def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor]) -> str | None:
-    """None if every output matches; else a message naming the output and expected vs actual."""
+def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor], *,
+            masked: bool = False) -> str | None:
+    """None if every output matches; else a message naming the output and expected vs actual.
+
+    `masked` says the inputs hold a boolean mask, which makes a fully masked row the likelier cause of NaN.
+    """
     names = exercise.output_names
     if len(actual) != len(expected):
         return (f"Expected {len(expected)} outputs ({', '.join(names)}) but got {len(actual)}.")
@@ -306,10 +311,11 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
         nan_got = torch.isnan(got_f) & ~torch.isnan(want_f)
         if nan_got.any():
             idx = tuple(int(i) for i in nan_got.nonzero()[0])
+            causes = ["a row whose every score is -inf (0 / 0: a fully masked row)",
+                      "exp() overflowing (inf / inf: subtract the row maximum first)"]
+            first, second = causes if masked else causes[::-1]
             return (f"`{name}` contains NaN at {int(nan_got.sum())} position(s), e.g. at index {idx}, where "
-                    f"the expected value is {float(want_f[idx]):.4g}. NaN comes from exp() overflowing "
-                    "(inf / inf: subtract the row maximum first) or from a row whose every score is -inf "
-                    "(0 / 0: a fully masked row).")
+                    f"the expected value is {float(want_f[idx]):.4g}. NaN comes from {first} or from {second}.")
         if not torch.allclose(got_f, want_f, atol=exercise.atol, rtol=exercise.rtol, equal_nan=True):
             return _first_difference(name, want_f, got_f, "differs from the expected values")
     return None
@@ -357,12 +363,33 @@ def _misconception_hint(exercise: Exercise, case: Case, actual: tuple[torch.Tens
             continue
         if compare(exercise, wrong, actual) is None:
             return m.hint
+    # Generic: weights normalised along the wrong dimension.
+    for name, got, want in zip(exercise.output_names, actual, _expected(exercise, case), strict=False):
+        hint = _wrong_axis_hint(name, got, want)
+        if hint:
+            return hint
     # Generic: the right values, transposed.
     for got, want in zip(actual, _expected(exercise, case), strict=False):
         if got.dim() >= 2 and want.dim() >= 2 and got.shape == want.transpose(-2, -1).shape \
                 and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
                                                                atol=exercise.atol, rtol=exercise.rtol):
             return "Your values are right but transposed: swap the last two dimensions."
+    return None
+
+
+def _wrong_axis_hint(name: str, got: torch.Tensor, want: torch.Tensor) -> str | None:
+    """If `want` has rows summing to 1 over the last dim and `got` sums to 1 over another dim, say so."""
+    if not (want.is_floating_point() and got.is_floating_point()) or got.shape != want.shape or want.dim() < 2:
+        return None
+    rows = want.double().sum(dim=-1)
+    if not torch.allclose(rows[rows > 0.5], torch.ones(()).double(), atol=1e-4):
+        return None  # not attention weights
+    if torch.allclose(got.double().sum(dim=-1)[rows > 0.5], torch.ones(()).double(), atol=1e-4):
+        return None  # normalised over the keys already: some other mistake
+    for dim in range(want.dim() - 1):
+        if torch.allclose(got.double().sum(dim=dim), torch.ones(()).double(), atol=1e-4):
+            return (f"Your `{name}` sum to 1 along dimension {dim}, not over the keys: normalise over the last "
+                    "dimension (dim=-1), so that each query's weights sum to 1.")
     return None
 
 

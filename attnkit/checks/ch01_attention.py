@@ -188,6 +188,10 @@ def _attention_value_width(query, key, value, attn_mask=None):
     return _attention_with(query, key, value, attn_mask, 1 / math.sqrt(value.shape[-1]))
 
 
+def _attention_key_count(query, key, value, attn_mask=None):
+    return _attention_with(query, key, value, attn_mask, 1 / math.sqrt(key.shape[-2]))
+
+
 def _attention_mask_after_softmax(query, key, value, attn_mask=None):
     if attn_mask is None:
         raise ValueError("only applies with a mask")
@@ -347,6 +351,9 @@ EXERCISES = [
             Misconception(_attention_value_width,
                           "d_k is the width of the queries and keys (query.shape[-1]), not of the values: "
                           "scale by 1/sqrt(query.shape[-1])."),
+            Misconception(_attention_key_count,
+                          "d_k is the width of the queries and keys (query.shape[-1]), not the number of keys "
+                          "S (key.shape[-2]): scale by 1/sqrt(query.shape[-1])."),
             Misconception(_attention_mask_after_softmax,
                           "Mask the scores *before* the softmax (set them to -inf); zeroing weights after the "
                           "softmax leaves rows that no longer sum to 1."),

@@ -12,7 +12,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit.checks.core import Case, Exercise, Misconception
+from attnkit.checks.core import Case, Exercise, Misconception, case_seed
 
 NOTEBOOK = "03_masking.ipynb"
 
@@ -130,6 +130,37 @@ def _ms_sentinel(scores, mask):
     return torch.softmax(scores.masked_fill(~mask, -1e9), dim=-1)
 
 
+def _ms_nan_gradient(scores, mask):
+    # right forward pass, NaN backward: the where() picks zeros, but autograd still goes through the
+    # softmax of an all -inf row (NaN), and NaN * 0 = NaN
+    weights = torch.softmax(scores + torch.zeros(mask.shape).masked_fill(~mask, float("-inf")), dim=-1)
+    return torch.where(mask.any(dim=-1, keepdim=True), weights, torch.zeros_like(weights))
+
+
+def _probe(shape: torch.Size) -> torch.Tensor:
+    """A fixed random upstream gradient, the same for the student's function and the reference."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(case_seed("3.3", "probe", *shape)))
+
+
+def _masked_softmax_call(fn, inputs: dict) -> object:
+    """Call fn(scores, mask), then backprop sum(weights * probe): returns (weights, d/d scores).
+
+    Training goes through the masked softmax too, so its gradient must be finite: a fully masked row
+    has zero weights whatever its scores, so its gradient is zero (PyTorch's SDPA agrees).
+    """
+    leaf = inputs["scores"].detach().clone().requires_grad_(True)
+    scores = leaf.clone()  # (..., L, S), not a leaf: an in-place change is reported, not an autograd error
+    weights = fn(scores=scores, mask=inputs["mask"])
+    inputs["scores"].copy_(scores.detach())  # so that run_case sees an in-place change of `scores`
+    if type(weights) is not torch.Tensor or weights.shape != torch.broadcast_shapes(leaf.shape, inputs["mask"].shape):
+        return weights, torch.zeros_like(leaf)  # judged on the weights alone: their type or shape is wrong
+    if not weights.requires_grad:
+        raise ValueError("the weights are not connected to `scores` in the autograd graph (did you use "
+                         ".detach(), .data, .item() or numpy?): keep to torch operations on `scores`")
+    (weights * _probe(weights.shape)).sum().backward()
+    return weights, leaf.grad
+
+
 # --- 3.4 combining causal and padding masks ---------------------------------------------------------
 
 
@@ -218,6 +249,15 @@ def _fixed_inverted(x, W_q, W_k, W_v, lengths):
     return weights @ v, weights
 
 
+def _fixed_query_axis_inf(x, W_q, W_k, W_v, lengths):
+    # -inf instead of -1e9, but still on the query axis: padded queries' rows are all -inf -> NaN
+    q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T
+    real = torch.arange(x.shape[1])[None, :] < lengths[:, None]
+    scores = (q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])).masked_fill(~real.unsqueeze(-1), float("-inf"))
+    weights = scores.softmax(dim=-1)
+    return weights @ v, weights
+
+
 def _fixed_unmasked(x, W_q, W_k, W_v, lengths):
     q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T
     weights = (q @ k.transpose(1, 2) / math.sqrt(k.shape[-1])).softmax(dim=-1)
@@ -267,7 +307,7 @@ EXERCISES = [
         id="3.3", notebook=NOTEBOOK, function="masked_softmax",
         title="Masked softmax over the keys, with zeros (not NaN) for a fully masked row",
         reference=_masked_softmax_ref, make_cases=_masked_softmax_cases, make_hidden_cases=_masked_softmax_hidden,
-        output_names=("weights",),
+        call=_masked_softmax_call, output_names=("weights", "gradient of sum(weights * probe) w.r.t. scores"),
         misconceptions=(
             Misconception(_ms_nan_rows,
                           "Right wherever a row has a key to attend to, but a fully masked row is all -inf and "
@@ -285,6 +325,14 @@ EXERCISES = [
                           "(`~mask`)."),
             Misconception(_ms_wrong_axis,
                           "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+            Misconception(_ms_nan_gradient,
+                          "Your weights are right but their gradient is NaN on the fully masked rows. torch.where "
+                          "picks the zeros in the forward pass, yet the backward pass still runs through the "
+                          "softmax of an all -inf row, which is NaN, and NaN * 0 = NaN. Keep every branch "
+                          "finite: block the masked keys with -inf, then give a fully masked row finite scores, "
+                          "`.masked_fill(~has_key, 0.0)` with has_key = mask.any(dim=-1, keepdim=True), before the "
+                          "softmax, and zero those rows after it. (masked_fill(~mask, -inf) instead of adding a "
+                          "-inf mask also works: masked_fill passes no gradient to the entries it fills.)"),
         ),
     ),
     Exercise(
@@ -311,12 +359,17 @@ EXERCISES = [
         output_names=("output", "weights"),
         misconceptions=(
             Misconception(buggy_padded_self_attention,
-                          "This is still the buggy output: real tokens put weight on padded keys. Which axis "
-                          "of the (B, L, L) scores are the keys? The padding mask must broadcast along the "
-                          "queries: (B, 1, L), not (B, L, 1)."),
+                          "This is still the buggy output: the mask is on the query axis (the rows), so real "
+                          "tokens put weight on padded keys. The keys are the last axis (the columns) of the "
+                          "(B, L, L) scores: the padding mask must be (B, 1, L), not (B, L, 1) — with -1e9 or -inf."),
             Misconception(_fixed_inverted,
                           "Now the mask is on the keys but inverted: every query attends only to the padding. "
                           "masked_fill fills where its mask is True, so fill where the token is NOT real."),
+            Misconception(_fixed_query_axis_inf,
+                          "-inf is fine, but the mask is still on the query axis (the rows): real.unsqueeze(-1) is "
+                          "(B, L, 1), so a padded query's whole row is -inf (softmax 0/0 = NaN there) while real "
+                          "queries still attend to padded keys. Padding hides keys, the columns: mask with "
+                          "(B, 1, L), real[:, None, :]."),
             Misconception(_fixed_unmasked,
                           "Your weights ignore the padding completely: padded keys must get weight 0."),
         ),

@@ -72,7 +72,8 @@ def test_fully_masked_rows_give_zeros_like_torch(qkv):
 @pytest.mark.parametrize("Lq,Sk", [(4, 4), (4, 6), (6, 4)])
 def test_is_causal_is_top_left_like_torch(Lq, Sk):
     g = torch.Generator().manual_seed(3)
-    q, k, v = torch.randn(B, Lq, E, generator=g), torch.randn(B, Sk, E, generator=g), torch.randn(B, Sk, Ev, generator=g)
+    q, k = torch.randn(B, Lq, E, generator=g), torch.randn(B, Sk, E, generator=g)
+    v = torch.randn(B, Sk, Ev, generator=g)
     out, w = scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v, is_causal=True))
     assert (w[:, 0, 1:] == 0).all()  # top-left: the first query sees only the first key
@@ -133,7 +134,8 @@ def test_inputs_are_not_modified(qkv):
 @pytest.mark.parametrize("kwargs,message", [
     ({"key": torch.zeros(2, 6, 7)}, r"`key`.shape\[-1\] to be 8"),
     ({"value": torch.zeros(2, 5, 5)}, r"`value`.shape\[-2\] to be 6"),
-    ({"attn_mask": torch.ones(6, 4, dtype=torch.bool)}, r"Expected `attn_mask` shape to be broadcastable to \(2, 4, 6\) but got \(6, 4\)"),
+    ({"attn_mask": torch.ones(6, 4, dtype=torch.bool)},
+     r"Expected `attn_mask` shape to be broadcastable to \(2, 4, 6\) but got \(6, 4\)"),
     ({"attn_mask": torch.ones(4, 6, dtype=torch.int64)}, r"`attn_mask` to be a bool tensor"),
     ({"query": [[1.0]]}, r"Expected `query` to be a torch.Tensor but got list"),
     ({"query": torch.zeros(8)}, r"`query` to have at least 2 dimensions"),

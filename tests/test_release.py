@@ -28,7 +28,8 @@ def notebook(*cells):
 SOLVED = notebook(
     ("md", "### Exercise 1.2 — scores"),
     ("code", "def scores(q, k):\n    ### BEGIN SOLUTION\n    s = q @ k.T\n    return s\n    ### END SOLUTION"),
-    ("code", "# Exercise 1.3\ndef other(x):\n    '''doc'''\n    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"),
+    ("code", "# Exercise 1.3\ndef other(x):\n    '''doc'''\n"
+             "    ### BEGIN SOLUTION\n    return x\n    ### END SOLUTION\n"),
     ("code", "check('1.2', scores)\n### BEGIN HIDDEN TESTS\nassert scores(1, 2) == 2\n### END HIDDEN TESTS\n"),
     ("md", "Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION"),
 )

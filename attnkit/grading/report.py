@@ -57,6 +57,7 @@ def write_all(run) -> None:
     if run.out is None:
         return
     out = Path(run.out)
+    out.mkdir(parents=True, exist_ok=True)  # where student code ran unisolated it may have removed it
     all_rows = rows(run)
     _write_csv(out / "grades.csv", GRADES_COLUMNS,
                ([r.student, r.notebook, r.exercise, _num(r.points), _num(r.max_points), r.status, r.message]

@@ -611,7 +611,16 @@ def _private_filesystem(hide: list[str], tmp_mb: int, needed: list[str]) -> None
             pass  # a mount that cannot be remounted (e.g. already read-only with locked flags)
     for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(tmp):
+            # The course may itself live in a temporary folder (a clone in /tmp, an editable install):
+            # keep those folders, read-only, inside the fresh private /tmp.
+            inside = [p for p in needed if p.startswith(tmp.rstrip("/") + "/")]
+            fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside}
             _mount("tmpfs", tmp, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
+            for path, fd in fds.items():
+                os.makedirs(path, mode=0o755, exist_ok=True)
+                _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+                _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+                os.close(fd)
     for path in hide:  # other students' work and the grader's output: an empty, read-only folder
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k,mode=000")

@@ -74,6 +74,8 @@ def _explorer(
 
     for control in controls:
         control.observe(redraw, names="value")
+        if "description_width" in getattr(control.style, "keys", ()):
+            control.style.description_width = "initial"  # show "temperature", not "temperat..."
     redraw()
     return widgets.VBox([*(controls if shown is None else shown), out])
 

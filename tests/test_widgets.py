@@ -217,3 +217,12 @@ def test_decoding_explorer_redraws(decoding):
     assert {"step", "play"} <= set(controls(box))
     assert "'obey'" in assert_redraws(box, "step", 2)
     assert_redraws(W.decoding_explorer(tokens, [s[0] for s in steps]), "step", 3)  # one head: (S_t,) rows
+
+
+def test_control_labels_are_not_truncated():
+    """ipywidgets cuts descriptions at a fixed width ("temperat..."); ours size to their text."""
+    from attnkit.widgets import temperature_explorer
+
+    controls = temperature_explorer().children[:-1]
+    assert [c.description for c in controls] == ["d_k", "scale by 1/sqrt(d_k)", "temperature"]
+    assert all(c.style.description_width == "initial" for c in controls)

@@ -13,13 +13,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit.checks.core import Case, Exercise, Misconception
+from attnkit.checks.core import Case, Exercise, Misconception, randn
 
 NOTEBOOK = "01_attention.ipynb"
 
-
-def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen) * scale
 
 
 # --- 1.1 softmax ---------------------------------------------------------------------------------
@@ -30,25 +27,25 @@ def _softmax_ref(x: torch.Tensor) -> torch.Tensor:
 
 
 def _softmax_cases(gen: torch.Generator) -> list[Case]:
-    far_apart = _randn(gen, 2, 5)
+    far_apart = randn(gen, 2, 5)
     far_apart[0] += 1000.0
     far_apart[1] -= 1000.0
     return [
-        Case("one row of 4 scores", {"x": _randn(gen, 4)}),
-        Case("a (3, 5) matrix: softmax over each row", {"x": _randn(gen, 3, 5)}),
+        Case("one row of 4 scores", {"x": randn(gen, 4)}),
+        Case("a (3, 5) matrix: softmax over each row", {"x": randn(gen, 3, 5)}),
         Case("large scores (around 1000): exp() overflows unless you subtract the row max",
-             {"x": _randn(gen, 2, 6) + 1000.0}),
+             {"x": randn(gen, 2, 6) + 1000.0}),
         Case("two rows far apart (one near +1000, one near -1000): subtract each row's own max",
              {"x": far_apart}),
     ]
 
 
 def _softmax_hidden(gen: torch.Generator) -> list[Case]:
-    masked = _randn(gen, 3, 6)
+    masked = randn(gen, 3, 6)
     masked[:, 2:4] = float("-inf")  # some keys masked, never a whole row
-    return [Case("batched (2, 3, 7), large negative", {"x": _randn(gen, 2, 3, 7, scale=30) - 500.0}),
-            Case("one row", {"x": _randn(gen, 1, 9)}),
-            Case("a (4, 1) matrix: one key per row", {"x": _randn(gen, 4, 1)}),
+    return [Case("batched (2, 3, 7), large negative", {"x": randn(gen, 2, 3, 7, scale=30) - 500.0}),
+            Case("one row", {"x": randn(gen, 1, 9)}),
+            Case("a (4, 1) matrix: one key per row", {"x": randn(gen, 4, 1)}),
             Case("some entries -inf (masked keys)", {"x": masked})]
 
 
@@ -72,20 +69,20 @@ def _scores_ref(query: torch.Tensor, key: torch.Tensor, scale: float | None = No
 
 def _scores_cases(gen: torch.Generator) -> list[Case]:
     return [
-        Case("L=2 queries, S=3 keys, d_k=4", {"query": _randn(gen, 2, 4), "key": _randn(gen, 3, 4)}),
-        Case("batch of 2, L=3, S=5, d_k=8", {"query": _randn(gen, 2, 3, 8), "key": _randn(gen, 2, 5, 8)}),
+        Case("L=2 queries, S=3 keys, d_k=4", {"query": randn(gen, 2, 4), "key": randn(gen, 3, 4)}),
+        Case("batch of 2, L=3, S=5, d_k=8", {"query": randn(gen, 2, 3, 8), "key": randn(gen, 2, 5, 8)}),
         Case("plain dot-product (multiplicative) scores: L=3, S=4, d_k=6, scale=1.0",
-             {"query": _randn(gen, 3, 6), "key": _randn(gen, 4, 6), "scale": 1.0}),
+             {"query": randn(gen, 3, 6), "key": randn(gen, 4, 6), "scale": 1.0}),
         Case("a given scale=0.5 (multiply the scores by it): L=2, S=3, d_k=4",
-             {"query": _randn(gen, 2, 4), "key": _randn(gen, 3, 4), "scale": 0.5}),
+             {"query": randn(gen, 2, 4), "key": randn(gen, 3, 4), "scale": 0.5}),
     ]
 
 
 def _scores_hidden(gen: torch.Generator) -> list[Case]:
     return [Case("batch 3, heads 2, L=4, S=6, d_k=16",
-                 {"query": _randn(gen, 3, 2, 4, 16), "key": _randn(gen, 3, 2, 6, 16)}),
+                 {"query": randn(gen, 3, 2, 4, 16), "key": randn(gen, 3, 2, 6, 16)}),
             Case("one query, S=7, d_k=3, scale=0.1",
-                 {"query": _randn(gen, 1, 3), "key": _randn(gen, 7, 3), "scale": 0.1})]
+                 {"query": randn(gen, 1, 3), "key": randn(gen, 7, 3), "scale": 0.1})]
 
 
 def _raw(query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -104,20 +101,20 @@ def _additive_ref(query: torch.Tensor, key: torch.Tensor, W_q: torch.Tensor, W_k
 
 def _additive_cases(gen: torch.Generator) -> list[Case]:
     def case(name: str, batch: tuple[int, ...], L: int, S: int, Eq: int, Ek: int, A: int) -> Case:
-        return Case(name, {"query": _randn(gen, *batch, L, Eq), "key": _randn(gen, *batch, S, Ek),
-                           "W_q": _randn(gen, A, Eq), "W_k": _randn(gen, A, Ek), "v_a": _randn(gen, A)})
+        return Case(name, {"query": randn(gen, *batch, L, Eq), "key": randn(gen, *batch, S, Ek),
+                           "W_q": randn(gen, A, Eq), "W_k": randn(gen, A, Ek), "v_a": randn(gen, A)})
     return [case("L=2, S=3, query width 4, key width 5, hidden 6", (), 2, 3, 4, 5, 6),
             case("batch of 2, L=3, S=4, widths 3 and 5, hidden 7", (2,), 3, 4, 3, 5, 7),
             case("batch of 2, one query (a decoder state) against S=6 keys, hidden 4", (2,), 1, 6, 5, 3, 4)]
 
 
 def _additive_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("batch 2, L=5, S=1", {"query": _randn(gen, 2, 5, 4), "key": _randn(gen, 2, 1, 3),
-                                       "W_q": _randn(gen, 8, 4), "W_k": _randn(gen, 8, 3),
-                                       "v_a": _randn(gen, 8)}),
+    return [Case("batch 2, L=5, S=1", {"query": randn(gen, 2, 5, 4), "key": randn(gen, 2, 1, 3),
+                                       "W_q": randn(gen, 8, 4), "W_k": randn(gen, 8, 3),
+                                       "v_a": randn(gen, 8)}),
             Case("batch 2, heads 3, L=4, S=5, same widths 6, hidden 5",
-                 {"query": _randn(gen, 2, 3, 4, 6), "key": _randn(gen, 2, 3, 5, 6),
-                  "W_q": _randn(gen, 5, 6), "W_k": _randn(gen, 5, 6), "v_a": _randn(gen, 5)})]
+                 {"query": randn(gen, 2, 3, 4, 6), "key": randn(gen, 2, 3, 5, 6),
+                  "W_q": randn(gen, 5, 6), "W_k": randn(gen, 5, 6), "v_a": randn(gen, 5)})]
 
 
 def _additive_pre_activation(query, key, W_q, W_k):
@@ -138,8 +135,8 @@ def _attention_ref(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 def _attention_cases(gen: torch.Generator) -> list[Case]:
     def qkv(*batch: int, L: int, S: int, E: int, Ev: int) -> dict[str, torch.Tensor]:
-        return {"query": _randn(gen, *batch, L, E), "key": _randn(gen, *batch, S, E),
-                "value": _randn(gen, *batch, S, Ev)}
+        return {"query": randn(gen, *batch, L, E), "key": randn(gen, *batch, S, E),
+                "value": randn(gen, *batch, S, Ev)}
 
     masked = qkv(2, L=3, S=5, E=4, Ev=6)
     mask = torch.rand(2, 3, 5, generator=gen) > 0.4
@@ -155,11 +152,11 @@ def _attention_hidden(gen: torch.Generator) -> list[Case]:
     L, S = 4, 6
     mask = torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)
     return [Case("batch 2, heads 3, causal mask (L, S) broadcast",
-                 {"query": _randn(gen, 2, 3, L, 8), "key": _randn(gen, 2, 3, S, 8),
-                  "value": _randn(gen, 2, 3, S, 5), "attn_mask": mask}),
+                 {"query": randn(gen, 2, 3, L, 8), "key": randn(gen, 2, 3, S, 8),
+                  "value": randn(gen, 2, 3, S, 5), "attn_mask": mask}),
             Case("batch 2, heads 2, one query, S=7, E=8, value width 3, no mask",
-                 {"query": _randn(gen, 2, 2, 1, 8), "key": _randn(gen, 2, 2, 7, 8),
-                  "value": _randn(gen, 2, 2, 7, 3)})]
+                 {"query": randn(gen, 2, 2, 1, 8), "key": randn(gen, 2, 2, 7, 8),
+                  "value": randn(gen, 2, 2, 7, 3)})]
 
 
 def _attention_with(query, key, value, mask, scale, dim=-1):
@@ -245,25 +242,25 @@ def _local_ref(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cent
 
 def _local_cases(gen: torch.Generator) -> list[Case]:
     def qkv(*batch: int, L: int, S: int, E: int, Ev: int) -> dict[str, torch.Tensor]:
-        return {"query": _randn(gen, *batch, L, E), "key": _randn(gen, *batch, S, E),
-                "value": _randn(gen, *batch, S, Ev)}
+        return {"query": randn(gen, *batch, L, E), "key": randn(gen, *batch, S, E),
+                "value": randn(gen, *batch, S, Ev)}
 
     return [
         Case("monotonic alignment p_t = t: L=S=6, E=4, D=1, centers (6,)",
              {**qkv(L=6, S=6, E=4, Ev=4), "centers": torch.arange(6, dtype=torch.float32), "D": 1}),
         Case("predictive alignment (real-valued centres): batch of 2, L=3, S=8, E=4, value width 5, D=2, "
              "centers (2, 3)",
-             {**qkv(2, L=3, S=8, E=4, Ev=5), "centers": 8 * torch.sigmoid(_randn(gen, 2, 3)), "D": 2}),
+             {**qkv(2, L=3, S=8, E=4, Ev=5), "centers": 8 * torch.sigmoid(randn(gen, 2, 3)), "D": 2}),
     ]
 
 
 def _local_hidden(gen: torch.Generator) -> list[Case]:
     return [Case("batch 2, heads 2, L=5, S=10, D=3, centres p_t = 2t of shape (L,)",
-                 {"query": _randn(gen, 2, 2, 5, 8), "key": _randn(gen, 2, 2, 10, 8),
-                  "value": _randn(gen, 2, 2, 10, 3), "centers": 2 * torch.arange(5, dtype=torch.float32),
+                 {"query": randn(gen, 2, 2, 5, 8), "key": randn(gen, 2, 2, 10, 8),
+                  "value": randn(gen, 2, 2, 10, 3), "centers": 2 * torch.arange(5, dtype=torch.float32),
                   "D": 3}),
             Case("window wider than the sequence: L=S=4, D=10",
-                 {"query": _randn(gen, 4, 4), "key": _randn(gen, 4, 4), "value": _randn(gen, 4, 2),
+                 {"query": randn(gen, 4, 4), "key": randn(gen, 4, 4), "value": randn(gen, 4, 2),
                   "centers": torch.arange(4, dtype=torch.float32), "D": 10})]
 
 

@@ -13,19 +13,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit.checks.core import Case, Exercise, Misconception
+from attnkit.checks.core import Case, Exercise, Misconception, randn
 
 NOTEBOOK = "02_self_attention.ipynb"
 
-
-def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen) * scale
 
 
 def _weights(gen: torch.Generator, E: int, D: int, Dv: int) -> dict[str, torch.Tensor]:
     """nn.Linear-style projections (out, in), initialised like nn.Linear (scale 1/sqrt(E))."""
     s = 1.0 / math.sqrt(E)
-    return {"W_q": _randn(gen, D, E, scale=s), "W_k": _randn(gen, D, E, scale=s), "W_v": _randn(gen, Dv, E, scale=s)}
+    return {"W_q": randn(gen, D, E, scale=s), "W_k": randn(gen, D, E, scale=s), "W_v": randn(gen, Dv, E, scale=s)}
 
 
 # --- 2.1 the Q/K/V projections --------------------------------------------------------------------
@@ -39,15 +36,15 @@ def _qkv_ref(x: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
 def _qkv_cases(gen: torch.Generator) -> list[Case]:
     return [
         Case("one sequence x (L=3, E=4), square weights (4, 4)",
-             {"x": _randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
+             {"x": randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
         Case("batch x (B=2, L=5, E=6), W_q/W_k (D=3, E=6), W_v (Dv=4, E=6)",
-             {"x": _randn(gen, 2, 5, 6), **_weights(gen, E=6, D=3, Dv=4)}),
+             {"x": randn(gen, 2, 5, 6), **_weights(gen, E=6, D=3, Dv=4)}),
     ]
 
 
 def _qkv_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("batch 3, L=1, E=8, D=2, Dv=5", {"x": _randn(gen, 3, 1, 8), **_weights(gen, E=8, D=2, Dv=5)}),
-            Case("L=4, E=5, D=5, Dv=3", {"x": _randn(gen, 4, 5), **_weights(gen, E=5, D=5, Dv=3)})]
+    return [Case("batch 3, L=1, E=8, D=2, Dv=5", {"x": randn(gen, 3, 1, 8), **_weights(gen, E=8, D=2, Dv=5)}),
+            Case("L=4, E=5, D=5, Dv=3", {"x": randn(gen, 4, 5), **_weights(gen, E=5, D=5, Dv=3)})]
 
 
 def _qkv_untransposed(x, W_q, W_k, W_v):
@@ -71,15 +68,15 @@ def _self_attention_ref(x: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
 
 def _self_attention_cases(gen: torch.Generator) -> list[Case]:
     return [
-        Case("one sequence x (L=3, E=4), D=Dv=4", {"x": _randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
+        Case("one sequence x (L=3, E=4), D=Dv=4", {"x": randn(gen, 3, 4), **_weights(gen, E=4, D=4, Dv=4)}),
         Case("batch x (B=2, L=5, E=8), W_q/W_k (D=2, E=8), W_v (Dv=3, E=8)",
-             {"x": _randn(gen, 2, 5, 8), **_weights(gen, E=8, D=2, Dv=3)}),
+             {"x": randn(gen, 2, 5, 8), **_weights(gen, E=8, D=2, Dv=3)}),
     ]
 
 
 def _self_attention_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("batch 3, L=6, E=12, D=4, Dv=6", {"x": _randn(gen, 3, 6, 12), **_weights(gen, E=12, D=4, Dv=6)}),
-            Case("one token, L=1", {"x": _randn(gen, 1, 1, 5), **_weights(gen, E=5, D=3, Dv=2)})]
+    return [Case("batch 3, L=6, E=12, D=4, Dv=6", {"x": randn(gen, 3, 6, 12), **_weights(gen, E=12, D=4, Dv=6)}),
+            Case("one token, L=1", {"x": randn(gen, 1, 1, 5), **_weights(gen, E=5, D=3, Dv=2)})]
 
 
 def _attend(q, k, v, scale, dim=-1):
@@ -121,13 +118,13 @@ def _thinking_ref(x1: torch.Tensor, x2: torch.Tensor, W_q: torch.Tensor, W_k: to
 
 def _thinking_cases(gen: torch.Generator) -> list[Case]:
     def case(name: str, E: int, D: int, Dv: int) -> Case:
-        return Case(name, {"x1": _randn(gen, E), "x2": _randn(gen, E), **_weights(gen, E=E, D=D, Dv=Dv)})
+        return Case(name, {"x1": randn(gen, E), "x2": randn(gen, E), **_weights(gen, E=E, D=D, Dv=Dv)})
     return [case("x1, x2 of width E=4; W_q, W_k (D=3, E=4); W_v (Dv=3, E=4)", 4, 3, 3),
             case("x1, x2 of width E=8; W_q, W_k (D=4, E=8); W_v (Dv=2, E=8)", 8, 4, 2)]
 
 
 def _thinking_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("E=6, D=9, Dv=5", {"x1": _randn(gen, 6, scale=2.0), "x2": _randn(gen, 6, scale=2.0),
+    return [Case("E=6, D=9, Dv=5", {"x1": randn(gen, 6, scale=2.0), "x2": randn(gen, 6, scale=2.0),
                                     **_weights(gen, E=6, D=9, Dv=5)})]
 
 

@@ -12,13 +12,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attnkit.checks.core import Case, Exercise, Misconception, case_seed
+from attnkit.checks.core import Case, Exercise, Misconception, case_seed, randn
 
 NOTEBOOK = "03_masking.ipynb"
 
-
-def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen) * scale
 
 
 def _lengths(*values: int) -> torch.Tensor:
@@ -92,11 +89,11 @@ def _masked_softmax_cases(gen: torch.Generator) -> list[Case]:
     lengths_5_2 = torch.arange(5)[None, None, :] < torch.tensor([5, 2])[:, None, None]  # (2, 1, 5)
     return [
         Case("scores (3, 4), mask (3, 4) whose first row is fully masked",
-             {"scores": _randn(gen, 3, 4, scale=2.0), "mask": one}),
+             {"scores": randn(gen, 3, 4, scale=2.0), "mask": one}),
         Case("scores (2, 3, 5), padding mask (2, 1, 5) broadcast over queries, lengths 5 and 2",
-             {"scores": _randn(gen, 2, 3, 5, scale=2.0), "mask": lengths_5_2}),
+             {"scores": randn(gen, 2, 3, 5, scale=2.0), "mask": lengths_5_2}),
         Case("scores (2, 2, 4, 4) (B, H, L, S), causal & left-padding mask (2, 1, 4, 4); 2 rows fully masked",
-             {"scores": _randn(gen, 2, 2, 4, 4, scale=2.0), "mask": (causal & real[:, None, :])[:, None]}),
+             {"scores": randn(gen, 2, 2, 4, 4, scale=2.0), "mask": (causal & real[:, None, :])[:, None]}),
     ]
 
 
@@ -105,9 +102,9 @@ def _masked_softmax_hidden(gen: torch.Generator) -> list[Case]:
     mask[0, 1] = False
     mask[2, 4] = False
     return [Case("random mask (3, 5, 6) with fully masked rows, large scores",
-                 {"scores": _randn(gen, 3, 5, 6, scale=30.0), "mask": mask}),
+                 {"scores": randn(gen, 3, 5, 6, scale=30.0), "mask": mask}),
             Case("nothing masked (1, 2, 3)",
-                 {"scores": _randn(gen, 1, 2, 3), "mask": torch.ones(2, 3, dtype=torch.bool)})]
+                 {"scores": randn(gen, 1, 2, 3), "mask": torch.ones(2, 3, dtype=torch.bool)})]
 
 
 def _ms_after_softmax(scores, mask):
@@ -227,8 +224,8 @@ def buggy_padded_self_attention(x, W_q, W_k, W_v, lengths):
 def _fixed_cases(gen: torch.Generator) -> list[Case]:
     def case(name: str, L: int, E: int, D: int, Dv: int, *lengths: int) -> Case:
         s = 1.0 / math.sqrt(E)
-        return Case(name, {"x": _randn(gen, len(lengths), L, E), "W_q": _randn(gen, D, E, scale=s),
-                           "W_k": _randn(gen, D, E, scale=s), "W_v": _randn(gen, Dv, E, scale=s),
+        return Case(name, {"x": randn(gen, len(lengths), L, E), "W_q": randn(gen, D, E, scale=s),
+                           "W_k": randn(gen, D, E, scale=s), "W_v": randn(gen, Dv, E, scale=s),
                            "lengths": torch.tensor(lengths)})
     return [case("x (B=2, L=4, E=6), D=3, Dv=5, lengths [4, 2]", 4, 6, 3, 5, 4, 2),
             case("x (B=3, L=5, E=4), D=Dv=4, lengths [1, 5, 3]", 5, 4, 4, 4, 1, 5, 3)]
@@ -236,8 +233,8 @@ def _fixed_cases(gen: torch.Generator) -> list[Case]:
 
 def _fixed_hidden(gen: torch.Generator) -> list[Case]:
     s = 1 / math.sqrt(8)
-    return [Case("B=4, L=6, E=8, D=2, Dv=3", {"x": _randn(gen, 4, 6, 8), "W_q": _randn(gen, 2, 8, scale=s),
-                                              "W_k": _randn(gen, 2, 8, scale=s), "W_v": _randn(gen, 3, 8, scale=s),
+    return [Case("B=4, L=6, E=8, D=2, Dv=3", {"x": randn(gen, 4, 6, 8), "W_q": randn(gen, 2, 8, scale=s),
+                                              "W_k": randn(gen, 2, 8, scale=s), "W_v": randn(gen, 3, 8, scale=s),
                                               "lengths": torch.tensor([6, 1, 2, 4])})]
 
 

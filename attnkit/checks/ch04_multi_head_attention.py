@@ -14,13 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit.checks.core import Case, Exercise, Misconception
+from attnkit.checks.core import Case, Exercise, Misconception, randn
 
 NOTEBOOK = "04_multi_head_attention.ipynb"
 
-
-def _randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen) * scale
 
 
 # --- 4.1 split_heads -----------------------------------------------------------------------------
@@ -34,15 +31,15 @@ def _split_ref(x: torch.Tensor, num_heads: int) -> torch.Tensor:
 def _split_cases(gen: torch.Generator) -> list[Case]:
     return [
         Case("x (2, 3, 8): batch of 2, L=3 tokens, E=8, num_heads=2 (D=4)",
-             {"x": _randn(gen, 2, 3, 8), "num_heads": 2}),
-        Case("x (1, 5, 12): L=5 tokens, E=12, num_heads=3 (D=4)", {"x": _randn(gen, 1, 5, 12), "num_heads": 3}),
-        Case("x (3, 4, 6): L=4 tokens, E=6, num_heads=6 (D=1)", {"x": _randn(gen, 3, 4, 6), "num_heads": 6}),
+             {"x": randn(gen, 2, 3, 8), "num_heads": 2}),
+        Case("x (1, 5, 12): L=5 tokens, E=12, num_heads=3 (D=4)", {"x": randn(gen, 1, 5, 12), "num_heads": 3}),
+        Case("x (3, 4, 6): L=4 tokens, E=6, num_heads=6 (D=1)", {"x": randn(gen, 3, 4, 6), "num_heads": 6}),
     ]
 
 
 def _split_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("x (2, 7, 20), 4 heads", {"x": _randn(gen, 2, 7, 20), "num_heads": 4}),
-            Case("x (2, 3, 6), 1 head", {"x": _randn(gen, 2, 3, 6), "num_heads": 1})]
+    return [Case("x (2, 7, 20), 4 heads", {"x": randn(gen, 2, 7, 20), "num_heads": 4}),
+            Case("x (2, 3, 6), 1 head", {"x": randn(gen, 2, 3, 6), "num_heads": 1})]
 
 
 def _split_view_bhld(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -70,14 +67,14 @@ def _merge_ref(x: torch.Tensor) -> torch.Tensor:
 
 def _merge_cases(gen: torch.Generator) -> list[Case]:
     return [
-        Case("x (2, 2, 3, 4): batch of 2, H=2 heads, L=3 tokens, D=4 -> (2, 3, 8)", {"x": _randn(gen, 2, 2, 3, 4)}),
-        Case("x (1, 3, 5, 2): H=3 heads, L=5 tokens, D=2 -> (1, 5, 6)", {"x": _randn(gen, 1, 3, 5, 2)}),
+        Case("x (2, 2, 3, 4): batch of 2, H=2 heads, L=3 tokens, D=4 -> (2, 3, 8)", {"x": randn(gen, 2, 2, 3, 4)}),
+        Case("x (1, 3, 5, 2): H=3 heads, L=5 tokens, D=2 -> (1, 5, 6)", {"x": randn(gen, 1, 3, 5, 2)}),
     ]
 
 
 def _merge_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("x (3, 4, 6, 5)", {"x": _randn(gen, 3, 4, 6, 5)}),
-            Case("x (2, 1, 3, 4): one head", {"x": _randn(gen, 2, 1, 3, 4)})]
+    return [Case("x (3, 4, 6, 5)", {"x": randn(gen, 3, 4, 6, 5)}),
+            Case("x (2, 1, 3, 4): one head", {"x": randn(gen, 2, 1, 3, 4)})]
 
 
 def _merge_no_transpose(x: torch.Tensor) -> torch.Tensor:
@@ -152,16 +149,16 @@ def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_
 def _mha_cases(gen: torch.Generator) -> list[Case]:
     def params(E: int) -> dict[str, torch.Tensor]:
         s = 1.0 / math.sqrt(E)
-        return {"W_q": _randn(gen, E, E, scale=s), "W_k": _randn(gen, E, E, scale=s),
-                "W_v": _randn(gen, E, E, scale=s), "W_o": _randn(gen, E, E, scale=s),
-                "b_q": _randn(gen, E, scale=0.1), "b_k": _randn(gen, E, scale=0.1),
-                "b_v": _randn(gen, E, scale=0.1), "b_o": _randn(gen, E, scale=0.1)}
+        return {"W_q": randn(gen, E, E, scale=s), "W_k": randn(gen, E, E, scale=s),
+                "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
+                "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
+                "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1)}
 
-    x = _randn(gen, 2, 4, 8)
+    x = randn(gen, 2, 4, 8)
     self_attn = {"query": x, "key": x, "value": x, **params(8), "num_heads": 2}
-    cross = {"query": _randn(gen, 2, 3, 12), "key": _randn(gen, 2, 5, 12), "value": _randn(gen, 2, 5, 12),
+    cross = {"query": randn(gen, 2, 3, 12), "key": randn(gen, 2, 5, 12), "value": randn(gen, 2, 5, 12),
              **params(12), "num_heads": 3}
-    y = _randn(gen, 2, 5, 8)
+    y = randn(gen, 2, 5, 8)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     masked = {"query": y, "key": y, "value": y, **params(8), "num_heads": 4, "attn_mask": causal}
     return [
@@ -178,11 +175,11 @@ def _mha_hidden(gen: torch.Generator) -> list[Case]:
     mask = torch.rand(L, S, generator=gen) > 0.5
     mask[:, 0] = True  # every query keeps at least one key
     return [Case("B=3, L=2, S=6, E=16, H=4, random bool mask",
-                 {"query": _randn(gen, 3, L, E), "key": _randn(gen, 3, S, E), "value": _randn(gen, 3, S, E),
-                  "W_q": _randn(gen, E, E, scale=s), "W_k": _randn(gen, E, E, scale=s),
-                  "W_v": _randn(gen, E, E, scale=s), "W_o": _randn(gen, E, E, scale=s),
-                  "b_q": _randn(gen, E, scale=0.1), "b_k": _randn(gen, E, scale=0.1),
-                  "b_v": _randn(gen, E, scale=0.1), "b_o": _randn(gen, E, scale=0.1),
+                 {"query": randn(gen, 3, L, E), "key": randn(gen, 3, S, E), "value": randn(gen, 3, S, E),
+                  "W_q": randn(gen, E, E, scale=s), "W_k": randn(gen, E, E, scale=s),
+                  "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
+                  "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
+                  "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1),
                   "num_heads": H, "attn_mask": mask})]
 
 
@@ -226,14 +223,14 @@ def _weights_ref(mha: nn.MultiheadAttention):
 def _weights_cases(gen: torch.Generator) -> list[Case]:
     def state(E: int, kdim: int | None = None, vdim: int | None = None) -> dict[str, torch.Tensor]:
         s = 1.0 / math.sqrt(E)
-        d = {"in_proj_bias": _randn(gen, 3 * E, scale=0.1), "out_proj_weight": _randn(gen, E, E, scale=s),
-             "out_proj_bias": _randn(gen, E, scale=0.1)}
+        d = {"in_proj_bias": randn(gen, 3 * E, scale=0.1), "out_proj_weight": randn(gen, E, E, scale=s),
+             "out_proj_bias": randn(gen, E, scale=0.1)}
         if kdim is None and vdim is None:
-            d["in_proj_weight"] = _randn(gen, 3 * E, E, scale=s)
+            d["in_proj_weight"] = randn(gen, 3 * E, E, scale=s)
         else:
-            d["q_proj_weight"] = _randn(gen, E, E, scale=s)
-            d["k_proj_weight"] = _randn(gen, E, kdim or E, scale=s)
-            d["v_proj_weight"] = _randn(gen, E, vdim or E, scale=s)
+            d["q_proj_weight"] = randn(gen, E, E, scale=s)
+            d["k_proj_weight"] = randn(gen, E, kdim or E, scale=s)
+            d["v_proj_weight"] = randn(gen, E, vdim or E, scale=s)
         return d
 
     return [
@@ -251,9 +248,9 @@ def _weights_hidden(gen: torch.Generator) -> list[Case]:
     E = 16
     s = 1.0 / math.sqrt(E)
     return [Case("embed_dim=16, num_heads=4",
-                 {"embed_dim": E, "num_heads": 4, "in_proj_weight": _randn(gen, 3 * E, E, scale=s),
-                  "in_proj_bias": _randn(gen, 3 * E), "out_proj_weight": _randn(gen, E, E, scale=s),
-                  "out_proj_bias": _randn(gen, E)})]
+                 {"embed_dim": E, "num_heads": 4, "in_proj_weight": randn(gen, 3 * E, E, scale=s),
+                  "in_proj_bias": randn(gen, 3 * E), "out_proj_weight": randn(gen, E, E, scale=s),
+                  "out_proj_bias": randn(gen, E)})]
 
 
 def _weights_interleaved(mha: nn.MultiheadAttention):

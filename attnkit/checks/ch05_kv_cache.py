@@ -11,13 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attnkit.checks.core import Case, Exercise, Misconception
+from attnkit.checks.core import Case, Exercise, Misconception, randn
 
 NOTEBOOK = "05_kv_cache.ipynb"
 
-
-def _randn(gen: torch.Generator, *shape: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=gen)
 
 
 # --- 5.1 cache update ----------------------------------------------------------------------------
@@ -29,8 +26,8 @@ def _update_ref(k_cache: torch.Tensor, v_cache: torch.Tensor, k_new: torch.Tenso
 
 def _update_cases(gen: torch.Generator) -> list[Case]:
     def case(name: str, B: int, H: int, S: int, L: int, D: int, Dv: int) -> Case:
-        return Case(name, {"k_cache": _randn(gen, B, H, S, D), "v_cache": _randn(gen, B, H, S, Dv),
-                           "k_new": _randn(gen, B, H, L, D), "v_new": _randn(gen, B, H, L, Dv)})
+        return Case(name, {"k_cache": randn(gen, B, H, S, D), "v_cache": randn(gen, B, H, S, Dv),
+                           "k_new": randn(gen, B, H, L, D), "v_new": randn(gen, B, H, L, Dv)})
 
     return [
         case("cache of S=2 + L=2 new tokens: k (2, 3, 2, 2) + (2, 3, 2, 2)", 2, 3, 2, 2, 2, 2),
@@ -40,10 +37,10 @@ def _update_cases(gen: torch.Generator) -> list[Case]:
 
 
 def _update_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("B=3, H=1, S=7, L=1, D=5", {"k_cache": _randn(gen, 3, 1, 7, 5), "v_cache": _randn(gen, 3, 1, 7, 5),
-                                             "k_new": _randn(gen, 3, 1, 1, 5), "v_new": _randn(gen, 3, 1, 1, 5)}),
-            Case("B=2, H=2, S=3, L=3, D=2", {"k_cache": _randn(gen, 2, 2, 3, 2), "v_cache": _randn(gen, 2, 2, 3, 2),
-                                             "k_new": _randn(gen, 2, 2, 3, 2), "v_new": _randn(gen, 2, 2, 3, 2)})]
+    return [Case("B=3, H=1, S=7, L=1, D=5", {"k_cache": randn(gen, 3, 1, 7, 5), "v_cache": randn(gen, 3, 1, 7, 5),
+                                             "k_new": randn(gen, 3, 1, 1, 5), "v_new": randn(gen, 3, 1, 1, 5)}),
+            Case("B=2, H=2, S=3, L=3, D=2", {"k_cache": randn(gen, 2, 2, 3, 2), "v_cache": randn(gen, 2, 2, 3, 2),
+                                             "k_new": randn(gen, 2, 2, 3, 2), "v_new": randn(gen, 2, 2, 3, 2)})]
 
 
 def _update_on(dim: int):
@@ -71,8 +68,8 @@ def _cached_ref(q_new: torch.Tensor, k_all: torch.Tensor, v_all: torch.Tensor) -
 
 def _cached_cases(gen: torch.Generator) -> list[Case]:
     def case(name: str, B: int, H: int, L: int, S: int, D: int) -> Case:
-        return Case(name, {"q_new": _randn(gen, B, H, L, D), "k_all": _randn(gen, B, H, S, D),
-                           "v_all": _randn(gen, B, H, S, D)})
+        return Case(name, {"q_new": randn(gen, B, H, L, D), "k_all": randn(gen, B, H, S, D),
+                           "v_all": randn(gen, B, H, S, D)})
 
     return [
         case("one new token: q_new (2, 2, 1, 4) against S=6 keys (5 cached + its own)", 2, 2, 1, 6, 4),
@@ -82,10 +79,10 @@ def _cached_cases(gen: torch.Generator) -> list[Case]:
 
 
 def _cached_hidden(gen: torch.Generator) -> list[Case]:
-    return [Case("B=2, H=3, L=4, S=9, D=8", {"q_new": _randn(gen, 2, 3, 4, 8), "k_all": _randn(gen, 2, 3, 9, 8),
-                                             "v_all": _randn(gen, 2, 3, 9, 8)}),
-            Case("B=1, H=2, L=2, S=3, D=2", {"q_new": _randn(gen, 1, 2, 2, 2), "k_all": _randn(gen, 1, 2, 3, 2),
-                                             "v_all": _randn(gen, 1, 2, 3, 2)})]
+    return [Case("B=2, H=3, L=4, S=9, D=8", {"q_new": randn(gen, 2, 3, 4, 8), "k_all": randn(gen, 2, 3, 9, 8),
+                                             "v_all": randn(gen, 2, 3, 9, 8)}),
+            Case("B=1, H=2, L=2, S=3, D=2", {"q_new": randn(gen, 1, 2, 2, 2), "k_all": randn(gen, 1, 2, 3, 2),
+                                             "v_all": randn(gen, 1, 2, 3, 2)})]
 
 
 def _cached_shifted(shift: int):

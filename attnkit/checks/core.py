@@ -22,7 +22,7 @@ import torch
 from attnkit._validate import shape_str
 
 __all__ = ["Case", "Misconception", "Exercise", "CaseResult", "ExerciseReport", "run_case", "judge",
-           "run_exercise", "case_seed"]
+           "run_exercise", "case_seed", "randn"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -140,6 +140,11 @@ class ExerciseReport:
             lines.append(f'  Check "{first.case.name}":')
             lines += ["    " + line for line in first.message.splitlines()]
         return "\n".join(lines)
+
+
+def randn(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
+    """Seeded standard-normal case inputs of the given shape, times `scale`."""
+    return torch.randn(*shape, generator=gen) * scale
 
 
 def case_seed(*parts: object) -> int:

@@ -44,13 +44,13 @@ def expect_size(name: str, x: torch.Tensor, dim: int, size: int, what: str) -> N
 def expect_broadcastable(name: str, x: torch.Tensor, target: Sequence[int]) -> None:
     """Raise a ValueError unless `x` broadcasts to `target` (e.g. a mask to the scores' shape)."""
     try:
-        torch.broadcast_shapes(tuple(x.shape), tuple(target))
+        result = torch.broadcast_shapes(tuple(x.shape), tuple(target))
     except RuntimeError:
         raise ValueError(
             f"Expected `{name}` shape to be broadcastable to {shape_str(target)} "
             f"but got {shape_str(x.shape)}"
         ) from None
-    if torch.broadcast_shapes(tuple(x.shape), tuple(target)) != torch.Size(target):
+    if result != torch.Size(target):
         raise ValueError(
             f"Expected `{name}` shape to be broadcastable to {shape_str(target)} "
             f"but got {shape_str(x.shape)}, which would grow the result"

@@ -280,7 +280,7 @@ def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ra
     problem = compare(exercise, expected, ran.outputs, masked=masked)
     if problem is None:
         return CaseResult(case, PASSED)
-    hint = _misconception_hint(exercise, case, ran.outputs)
+    hint = _misconception_hint(exercise, case, expected, ran.outputs)
     message = problem + "\n" + describe_inputs(case.inputs)
     if hint:
         message += "\nHint: " + hint
@@ -359,7 +359,8 @@ def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: st
     return "\n".join(lines)
 
 
-def _misconception_hint(exercise: Exercise, case: Case, actual: tuple[torch.Tensor, ...]) -> str | None:
+def _misconception_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
+                        actual: tuple[torch.Tensor, ...]) -> str | None:
     """The hint of the first known misconception whose output equals the student's."""
     for m in exercise.misconceptions:
         try:
@@ -369,12 +370,12 @@ def _misconception_hint(exercise: Exercise, case: Case, actual: tuple[torch.Tens
         if compare(exercise, wrong, actual) is None:
             return m.hint
     # Generic: weights normalised along the wrong dimension.
-    for name, got, want in zip(exercise.output_names, actual, _expected(exercise, case), strict=False):
+    for name, got, want in zip(exercise.output_names, actual, expected, strict=False):
         hint = _wrong_axis_hint(name, got, want)
         if hint:
             return hint
     # Generic: the right values, transposed.
-    for got, want in zip(actual, _expected(exercise, case), strict=False):
+    for got, want in zip(actual, expected, strict=False):
         if got.dim() >= 2 and want.dim() >= 2 and got.shape == want.transpose(-2, -1).shape \
                 and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
                                                                atol=exercise.atol, rtol=exercise.rtol):
@@ -398,13 +399,9 @@ def _wrong_axis_hint(name: str, got: torch.Tensor, want: torch.Tensor) -> str | 
     return None
 
 
-def _expected(exercise: Exercise, case: Case) -> tuple[torch.Tensor, ...]:
-    return to_plain(exercise.invoke(exercise.reference, copy_inputs(case.inputs)), len(exercise.output_names))
-
-
 def expected_outputs(exercise: Exercise, case: Case) -> tuple[torch.Tensor, ...]:
     """The reference's outputs on a case (computed by the checker, never by the student's process)."""
-    return _expected(exercise, case)
+    return to_plain(exercise.invoke(exercise.reference, copy_inputs(case.inputs)), len(exercise.output_names))
 
 
 def run_exercise(exercise: Exercise, fn: Callable[..., Any] | None, *, seed: int | None = None,

@@ -32,6 +32,14 @@ def expect_ndim(name: str, x: torch.Tensor, at_least: int, legend: str) -> None:
         )
 
 
+def expect_dims(name: str, x: torch.Tensor, legend: Sequence[str] | str, ndim: int | None = None) -> None:
+    """Raise a ValueError unless `x` has exactly as many dimensions as `legend` names (or `ndim`)."""
+    ndim = len(legend) if ndim is None else ndim
+    if x.dim() != ndim:
+        shown = legend if isinstance(legend, str) else shape_str(legend)
+        raise ValueError(f"Expected `{name}` shape to be {shown} but got {shape_str(x.shape)}")
+
+
 def expect_size(name: str, x: torch.Tensor, dim: int, size: int, what: str) -> None:
     """Raise a ValueError unless `x.shape[dim] == size`; `what` says what that size must match."""
     if x.shape[dim] != size:

@@ -19,11 +19,11 @@ import torch
 
 from attnkit._validate import (
     expect_broadcastable,
+    expect_dims,
     expect_mask_dtype,
     expect_ndim,
     expect_size,
     expect_tensor,
-    shape_str,
 )
 from attnkit.masks import combine_masks
 from attnkit.scoring import masked_softmax, scaled_dot_product_scores
@@ -93,11 +93,7 @@ def predictive_alignment(h: torch.Tensor, W_p: torch.Tensor, v_p: torch.Tensor, 
     expect_tensor("h", h)
     expect_ndim("h", h, 1, "(..., L, E)")
     for name, x, expected in (("W_p", W_p, ("A", "E")), ("v_p", v_p, ("A",))):
-        expect_tensor(name, x)
-        if x.dim() != len(expected):
-            raise ValueError(
-                f"Expected `{name}` shape to be {shape_str(expected)} but got {shape_str(x.shape)}"
-            )
+        expect_dims(name, expect_tensor(name, x), expected)
     expect_size("W_p", W_p, 0, v_p.shape[0], "the hidden width A of v_p")
     expect_size("W_p", W_p, 1, h.shape[-1], "the width E of h")
     hidden = torch.tanh(h @ W_p.T)  # (B..., L, E) x (E, A) -> (B..., L, A)

@@ -15,17 +15,11 @@ import warnings
 import torch
 from torch import nn
 
-from attnkit._validate import expect_mask_dtype, expect_size, expect_tensor, shape_str
+from attnkit._validate import expect_dims, expect_mask_dtype, expect_size, expect_tensor, shape_str
 from attnkit.attention import scaled_dot_product_attention
 from attnkit.masks import causal_mask, combine_masks
 
 __all__ = ["split_heads", "merge_heads", "MultiHeadAttention"]
-
-
-def _expect_dims(name: str, x: torch.Tensor, ndim: int, legend: str) -> None:
-    """Raise a ValueError unless `x` has exactly `ndim` dimensions; `legend` names them."""
-    if x.dim() != ndim:
-        raise ValueError(f"Expected `{name}` to have shape {legend} but got {shape_str(x.shape)}")
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -39,7 +33,7 @@ def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     See chapters/04_multi_head_attention.ipynb.
     """
     expect_tensor("x", x)
-    _expect_dims("x", x, 3, "(B, L, E)")
+    expect_dims("x", x, ("B", "L", "E"))
     B, L, E = x.shape
     if not isinstance(num_heads, int) or num_heads <= 0 or E % num_heads != 0:
         raise ValueError(
@@ -60,7 +54,7 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     See chapters/04_multi_head_attention.ipynb.
     """
     expect_tensor("x", x)
-    _expect_dims("x", x, 4, "(B, H, L, D)")
+    expect_dims("x", x, ("B", "H", "L", "D"))
     B, H, L, D = x.shape
     x = x.transpose(1, 2)  # (B, L, H, D)
     return x.reshape(B, L, H * D)  # (B, L, H * D): copies, the transpose is not contiguous
@@ -161,7 +155,7 @@ class MultiHeadAttention(nn.Module):
         for name, x, width in (("query", query, self.embed_dim), ("key", key, self.kdim),
                                ("value", value, self.vdim)):
             expect_tensor(name, x)
-            _expect_dims(name, x, 3, "(B, length, width), batch first (use x.unsqueeze(0) if unbatched)")
+            expect_dims(name, x, "(B, length, width), batch first (use x.unsqueeze(0) if unbatched)", ndim=3)
             expect_size(name, x, -1, width, f"the `{name}` width given to __init__")
         B, L, E = query.shape
         S = key.shape[1]

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from attnkit._validate import (
+    expect_dims,
     expect_ndim,
     expect_size,
     expect_tensor,
-    shape_str,
 )
 from attnkit.attention import masked_softmax, softmax
 
@@ -92,11 +92,7 @@ def additive_scores(
     """
     _expect_query_key(query, key, same_width=False)
     for name, x, expected in (("W_q", W_q, ("A", "E_q")), ("W_k", W_k, ("A", "E_k")), ("v_a", v_a, ("A",))):
-        expect_tensor(name, x)
-        if x.dim() != len(expected):
-            raise ValueError(
-                f"Expected `{name}` shape to be {shape_str(expected)} but got {shape_str(x.shape)}"
-            )
+        expect_dims(name, expect_tensor(name, x), expected)
     A = v_a.shape[0]
     expect_size("W_q", W_q, 0, A, "the hidden width A of v_a")
     expect_size("W_k", W_k, 0, A, "the hidden width A of v_a")

@@ -3,7 +3,8 @@
 Prints three tables:
   1. attnkit's GPT: tokens/s with and without the cache at 64, 256 and 1024 new tokens, and the ratio;
   2. side by side with Hugging Face `GPT2LMHeadModel.generate` on the same weights (greedy, identical
-     tokens asserted);
+     tokens asserted), and attnkit once more through its nn.Modules (a no-op hook attached turns off
+     `generate`'s direct decoding step, as any hook does);
   3. the cache's memory: `KVCache.nbytes` measured vs the formula 2 * layers * batch * heads * T * D * bytes,
      and the bytes held by Hugging Face's cache after the same run.
 
@@ -16,6 +17,7 @@ makes a run slower. Run: python benchmarks/kv_cache.py  (under a minute on 2 qui
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 import warnings
@@ -48,11 +50,15 @@ def main() -> None:
     hf = GPT2LMHeadModel(hf_config).eval()
     model = GPT.from_gpt2(hf.state_dict(), n_head=N_HEAD).eval()
     prompt = torch.randint(0, VOCAB, (1, PROMPT_LEN))  # (B, L)
+    hooked = copy.deepcopy(model)  # same weights; with a hook, generate() calls every module each step
+    hooked.register_forward_pre_hook(lambda module, args: None)
 
     def run(who: str, n: int, use_cache: bool) -> torch.Tensor:
         with torch.inference_mode():
             if who == "attnkit":
                 return generate(model, prompt, n, use_cache=use_cache)
+            if who == "modules":
+                return generate(hooked, prompt, n, use_cache=use_cache)
             return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
                                do_sample=False, use_cache=use_cache)
 
@@ -60,10 +66,11 @@ def main() -> None:
     repeats = {("attnkit", n, True): args.repeats for n in NEW_TOKENS}
     repeats |= {("attnkit", 64, False): args.repeats, ("attnkit", 256, False): 3, ("attnkit", 1024, False): 1}
     repeats |= {("hf", HF_NEW_TOKENS, True): args.repeats, ("hf", HF_NEW_TOKENS, False): 2}
+    repeats |= {("modules", HF_NEW_TOKENS, True): args.repeats}
     # Round r measures every figure that wants more than r runs, so that a burst of load from another
     # process spoils one run of several figures rather than every run of one figure.
     schedule = [key for r in range(max(repeats.values())) for key in repeats if repeats[key] > r]
-    for who in ("attnkit", "hf"):  # warm-up: the first calls allocate memory and pick kernels
+    for who in ("attnkit", "modules", "hf"):  # warm-up: the first calls allocate memory and pick kernels
         run(who, 8, True)
     load_before = os.getloadavg()[0]
     seconds, tokens = {}, {}
@@ -75,9 +82,9 @@ def main() -> None:
     for n in NEW_TOKENS:  # the cache must not change a single token
         if not torch.equal(tokens["attnkit", n, True], tokens["attnkit", n, False]):
             raise SystemExit(f"cached and uncached generation differ at {n} new tokens")
-    for use_cache in (True, False):
-        if not torch.equal(tokens["attnkit", HF_NEW_TOKENS, True], tokens["hf", HF_NEW_TOKENS, use_cache]):
-            raise SystemExit(f"attnkit and Hugging Face (use_cache={use_cache}) generate different tokens")
+    for who, use_cache in (("hf", True), ("hf", False), ("modules", True)):
+        if not torch.equal(tokens["attnkit", HF_NEW_TOKENS, True], tokens[who, HF_NEW_TOKENS, use_cache]):
+            raise SystemExit(f"attnkit and {who} (use_cache={use_cache}) generate different tokens")
 
     def tok_s(who: str, n: int, use_cache: bool) -> float:
         return n / seconds[who, n, use_cache]
@@ -100,6 +107,8 @@ def main() -> None:
         print(f"{name:>30} | {tok_s(who, n, True):>11.0f} | {tok_s(who, n, False):>14.0f}")
     print(f"{'attnkit / HF':>30} | {tok_s('attnkit', n, True) / tok_s('hf', n, True):>10.2f}x | "
           f"{tok_s('attnkit', n, False) / tok_s('hf', n, False):>13.2f}x")
+    print(f"{'attnkit through its modules':>30} | {tok_s('modules', n, True):>11.0f} |")
+    print(f"{'attnkit through modules / HF':>30} | {tok_s('modules', n, True) / tok_s('hf', n, True):>10.2f}x |")
 
     # Memory: the cache generate() allocates for the longest run, filled the same way.
     T = PROMPT_LEN + NEW_TOKENS[-1]

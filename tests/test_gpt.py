@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from attnkit.gpt import GPT, GPTConfig, generate
+from attnkit.gpt import GPT, GPTConfig, _Decoder, _runs_as_built, generate
 from attnkit.kv_cache import KVCache
 
 VOCAB, BLOCK = 101, 64
@@ -101,6 +103,57 @@ def test_cached_and_uncached_logits_agree_along_a_generation(ours, idx):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
     assert torch.equal(full[:, 8:].argmax(-1), tokens[:, 9:])  # greedy = argmax of the uncached logits
 
+
+
+def test_decoder_gives_the_modules_logits_exactly(ours, idx):
+    tokens = generate(ours, idx, 12, use_cache=False)  # (B, 21): a sequence to feed one token at a time
+    decode_step = _Decoder(ours)
+    with torch.inference_mode():
+        through_modules, direct = KVCache(2, 2, 4, 21, 8), KVCache(2, 2, 4, 21, 8)
+        ours(tokens[:, :9], through_modules), ours(tokens[:, :9], direct)  # prefill both
+        for t in range(9, 21):
+            expected = ours(tokens[:, t:t + 1], through_modules, last_only=True)[:, -1, :]  # (B, V)
+            got = decode_step(tokens[:, t:t + 1], direct)
+            assert torch.equal(got, expected), f"step {t}: max |diff| {(got - expected).abs().max():.3g}"
+    assert direct.n_seen == through_modules.n_seen == 21
+    for layer in range(2):
+        assert torch.equal(direct.keys[layer], through_modules.keys[layer])
+        assert torch.equal(direct.values[layer], through_modules.values[layer])
+
+
+def test_generate_calls_a_hook_at_every_step(ours, idx):
+    model = copy.deepcopy(ours)
+    calls = []
+    model.transformer.h[1].attn.c_attn.register_forward_hook(lambda mod, args, out: calls.append(out.shape))
+    assert not _runs_as_built(model)
+    tokens = generate(model, idx, 6)
+    assert calls == [(2, 9, 96)] + [(2, 1, 96)] * 5  # the prefill, then one (B, 1, 3E) per step
+    assert torch.equal(tokens, generate(ours, idx, 6))  # and the same tokens as without the hook
+
+
+def test_generate_runs_a_replaced_module(ours, idx):
+    class DoubledLinear(torch.nn.Linear):  # e.g. a LoRA layer: same weights, another forward
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    model = copy.deepcopy(ours)
+    old = model.transformer.h[0].mlp.c_proj
+    model.transformer.h[0].mlp.c_proj = DoubledLinear(old.in_features, old.out_features)
+    model.transformer.h[0].mlp.c_proj.load_state_dict(old.state_dict())
+    assert not _runs_as_built(model)
+    cached = generate(model, idx, 12)
+    assert torch.equal(cached, generate(model, idx, 12, use_cache=False))  # uncached always runs the modules
+    assert not torch.equal(cached, generate(ours, idx, 12))  # the replacement changed the tokens
+
+
+def test_a_global_hook_turns_the_decoder_off(ours):
+    assert _runs_as_built(ours)
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(lambda mod, args: None)
+    try:
+        assert not _runs_as_built(ours)
+    finally:
+        handle.remove()
+    assert _runs_as_built(ours)
 
 @pytest.mark.parametrize("temperature, top_k", [(1.0, None), (0.7, 5)])
 def test_sampling_matches_a_reference_on_hugging_face_logits(hf, ours, idx, temperature, top_k):

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<notebook>.ipynb in sandboxed workers",
                        description="Grade every student's notebooks with the public and hidden checks; write "
                                    "grades.csv, gradebook.csv, feedback/ and gradescope/ into OUT. The "
-                                   "defaults are set in attnkit/grading/grade.py; see docs/grading.md.")
+                                   "defaults are set in attnkit/grading/pipeline.py; see docs/grading.md.")
     p.add_argument("submissions", metavar="SUBMISSIONS", help="one folder per student, holding the notebooks")
     p.add_argument("--out", required=True, metavar="OUT", help="folder to write the results to")
     p.add_argument("--jobs", type=int, help="notebooks graded at once")

@@ -21,7 +21,7 @@ __all__ = ["run_autograder", "main"]
 
 def run_autograder(root: Path, config: dict) -> dict:
     """Grade root/submission into root/results/results.json; return the results."""
-    from attnkit.grading.grade import grade_submission
+    from attnkit.grading.pipeline import grade_submission
 
     options = {k: config[k] for k in ("notebooks", "timeout", "memory_mb", "output_kb", "seed") if k in config}
     return grade_submission(root / "submission", **options)

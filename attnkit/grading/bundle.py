@@ -51,7 +51,7 @@ def build_bundle(zip_path: str | Path, *, notebooks: list[str] | None = None, ti
     """Write the autograder zip; return its path. `notebooks` defaults to every released notebook,
     `timeout` and `memory_mb` to `attnkit grade`'s."""
     from attnkit.grading.discover import released_notebooks
-    from attnkit.grading.grade import MEMORY_MB, TIMEOUT, GradingError
+    from attnkit.grading.pipeline import MEMORY_MB, TIMEOUT, GradingError
 
     timeout = TIMEOUT if timeout is None else timeout
     memory_mb = MEMORY_MB if memory_mb is None else memory_mb

@@ -46,7 +46,7 @@ EXIT_INTERNAL = 70  # the worker's own failure (a grader bug), not the student's
 
 @dataclass(frozen=True)
 class Limits:
-    """Per-submission limits (grade.py owns the defaults of the first three and passes them on)."""
+    """Per-submission limits (pipeline.py owns the defaults of the first three and passes them on)."""
 
     timeout: float  # wall-clock seconds for one notebook: its cells and every check
     memory_mb: int  # address space a worker may add to the pre-warmed process's own

@@ -319,11 +319,12 @@ def attention_explorer(
     *,
     query_labels: Sequence[object] | None = None,
     scale: float | None = None,
+    index: int = 0,
 ) -> ipywidgets.VBox:
     """Pick a query token and see its scores, its softmax weights and the weighted sum of the values.
 
-    Control: "query" (a dropdown of query tokens). `labels` name the keys, and the queries too unless
-    `query_labels` is given (self-attention: L == S).
+    Control: "query" (a dropdown of query tokens, starting at row `index`). `labels` name the keys, and
+    the queries too unless `query_labels` is given (self-attention: L == S).
 
     Shapes: query (L, E), key (S, E), value (S, Ev), labels S items, query_labels L items -> widget.
 
@@ -336,8 +337,10 @@ def attention_explorer(
     key_names = _labels(labels, S, "labels")
     query_names = _labels(query_labels if query_labels is not None else (labels if L == S else None), L,
                           "query_labels")
+    if not isinstance(index, int) or not 0 <= index < L:
+        raise ValueError(f"Expected `index` (the query shown first) to be an int in [0, {L}) but got {index!r}")
     picker = widgets.Dropdown(description="query", options=[(name, i) for i, name in enumerate(query_names)],
-                              value=0)
+                              value=index)
 
     def draw() -> tuple[Figure, str]:
         data = attention_explorer_data(query, key, value, picker.value, scale)

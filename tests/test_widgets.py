@@ -130,6 +130,15 @@ def test_attention_explorer_redraws(qkv):
         W.attention_explorer(q, k, v, labels=["a"])
 
 
+def test_attention_explorer_starts_at_index(qkv):
+    q, k, v = qkv  # 4 queries
+    box = W.attention_explorer(q, k, v, query_labels=list("wxyz"), index=2)
+    assert controls(box)["query"].value == 2
+    assert "query 'y'" in shown(box)[1]  # the first drawing is already query 2
+    with pytest.raises(ValueError, match=r"Expected `index` .* in \[0, 4\) but got 4"):
+        W.attention_explorer(q, k, v, index=4)
+
+
 # ------------------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import torch
 import attnkit.checks as checks
 from attnkit import check
 from attnkit.checks import get_exercise, run_exercise
-from attnkit.checks.core import ERROR, FAILED, PASSED, to_plain
+from attnkit.checks.core import ERROR, FAILED, PASSED, OutputTypeError, to_plain
 
 
 def good_attention(query, key, value, attn_mask=None):
@@ -103,9 +103,12 @@ def test_objects_that_claim_to_equal_anything_earn_nothing():
         assert "should return a torch.Tensor" in report.render()
 
 
-def test_numpy_and_numbers_are_accepted_as_plain_values():
-    assert to_plain(np.ones((2, 2)), 1)[0].shape == (2, 2)
+def test_numbers_are_accepted_and_numpy_is_refused_by_name():
     assert to_plain(1.5, 1)[0].item() == 1.5
+    with pytest.raises(OutputTypeError, match=r"NumPy ndarray as item 1 \(`weights`\): return a torch.Tensor"):
+        to_plain((torch.ones(2), np.ones((2, 2))), 2, ("output", "weights"))
+    with pytest.raises(OutputTypeError, match=r"NoneType as item 0 \(`output`\)"):
+        to_plain((None, torch.ones(2)), 2, ("output", "weights"))
 
 
 def test_changing_inputs_in_place_is_reported():
@@ -167,7 +170,7 @@ def test_weights_normalised_over_the_wrong_dimension_get_a_generic_hint():
                         make_cases=lambda g: [Case("(2, 3, 4) scores", {"scores": torch.randn(2, 3, 4, generator=g)})],
                         output_names=("weights",))
     text = run_exercise(exercise, lambda scores: torch.softmax(scores, dim=1)).render()
-    assert "Hint: Your `weights` sum to 1 along dimension 1, not over the keys" in text
+    assert "Hint: Your `weights` (2, 3, 4) sum to 1 along its dimension 1 (the queries' axis, not the keys')" in text
     assert "Hint" not in run_exercise(exercise, lambda scores: 2 * torch.softmax(scores, dim=-1)).render()
 
 

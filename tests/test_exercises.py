@@ -70,3 +70,65 @@ def test_misconception_is_caught_with_its_hint(ex_id, index):
     failed = [r for r in results if r.status == FAILED]
     assert failed, f"no public case of {ex_id} tells this misconception from the right answer"
     assert any(misconception.hint in r.message for r in failed), failed[0].message
+
+
+# Wrong answers a student review found accepted or badly explained, each with what the check must say.
+def _decode_reset_every_step(model, cache, idx, max_new_tokens):
+    tokens = idx
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            cache.reset()  # right tokens, but every step recomputes the whole sequence
+            next_token = model(tokens, cache, last_only=True)[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+    return tokens
+
+
+def _mha_lower_triangle_for_any_mask(**inputs):
+    mask = inputs.get("attn_mask")
+    if mask is not None:  # ignores the mask it was given
+        inputs["attn_mask"] = torch.ones(mask.shape, dtype=torch.bool).tril()
+    return EXERCISES["4.3"].reference(**inputs)
+
+
+def _with_none_bias(*args, **kwargs):
+    W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o = EXERCISES["4.4"].reference(*args, **kwargs)
+    return W_q, W_k, W_v, W_o, None, b_k, b_v, b_o
+
+
+WRONG = {
+    "5.3 reset at every step": ("5.3", _decode_reset_every_step, "the cache saved no work"),
+    "4.3 tril for any mask": ("4.3", _mha_lower_triangle_for_any_mask, "differs from the expected values"),
+    "4.1 numpy": ("4.1", lambda x, num_heads: EXERCISES["4.1"].reference(x, num_heads).numpy(),
+                  "returned a NumPy ndarray"),
+    "5.1 float64": ("5.1", lambda **kw: tuple(t.double() for t in EXERCISES["5.1"].reference(**kw)),
+                    "dtype torch.float32 (as the inputs) but got torch.float64"),
+    "4.4 None in the tuple": ("4.4", _with_none_bias, "returned a NoneType as item 4 (`b_q`)"),
+    "5.2 inverted mask": ("5.2", EXERCISES["5.2"].misconceptions[-2].wrong, "Your mask is inverted"),
+}
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_wrong_answer_fails_the_public_checks_with_a_clear_message(name):
+    ex_id, wrong, message = WRONG[name]
+    report = run_exercise(EXERCISES[ex_id], wrong)
+    assert report.status != PASSED and report.points < EXERCISES[ex_id].points
+    assert message in report.render(), report.render()
+
+
+def test_resetting_the_cache_after_decoding_is_accepted():
+    reference = EXERCISES["5.3"].reference
+
+    def reset_after(model, cache, idx, max_new_tokens):
+        tokens = reference(model, cache, idx, max_new_tokens)
+        cache.reset()  # harmless: the next prompt starts on an empty cache either way
+        return tokens
+
+    assert run_exercise(EXERCISES["5.3"], reset_after, hidden=True, seed=5).status == PASSED
+
+
+def test_weights_normalised_over_the_queries_are_named_so():
+    def softmax_over_queries(**inputs):
+        output, weights = EXERCISES["4.3"].reference(**inputs)
+        return output, weights / weights.sum(dim=1, keepdim=True)  # (B, L, S): columns sum to 1
+
+    assert "the queries' axis" in run_exercise(EXERCISES["4.3"], softmax_over_queries).render()

@@ -161,11 +161,18 @@ def _mha_cases(gen: torch.Generator) -> list[Case]:
     y = randn(gen, 2, 5, 8)
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     masked = {"query": y, "key": y, "value": y, **params(8), "num_heads": 4, "attn_mask": causal}
+    keep = torch.ones(3, 5, dtype=torch.bool)
+    keep[:, 3:] = False  # keys 3 and 4 are padding
+    keep[1, 0] = False  # and query 1 may not see key 0
+    padded = {"query": randn(gen, 2, 3, 8), "key": randn(gen, 2, 5, 8), "value": randn(gen, 2, 5, 8),
+              **params(8), "num_heads": 2, "attn_mask": keep}
     return [
         Case("self-attention: query = key = value (2, 4, 8): B=2, L=S=4, E=8, num_heads=2, no mask", self_attn),
         Case("cross-attention: query (2, 3, 12), key/value (2, 5, 12): L=3, S=5, E=12, num_heads=3, no mask",
              cross),
         Case("self-attention (2, 5, 8), num_heads=4, causal attn_mask (5, 5) bool, True = may attend", masked),
+        Case("cross-attention: query (2, 3, 8), key/value (2, 5, 8), num_heads=2, attn_mask (3, 5) bool: keys "
+             "3-4 are padding and query 1 may not see key 0", padded),
     ]
 
 

@@ -122,7 +122,11 @@ def _tiny_gpt(inputs: dict):
 
 
 def _call_decode(fn, inputs: dict):
-    """Decode two prompts one after the other with the same model and the same (reused) cache."""
+    """Decode two prompts one after the other with the same model and the same (reused) cache.
+
+    Every model call of the second prompt is recorded: `used_the_cache` is 1 only if they were the
+    prompt once into an empty `cache`, then one token per call into the same cache.
+    """
     from attnkit.kv_cache import KVCache
 
     model = _tiny_gpt(inputs)
@@ -131,12 +135,23 @@ def _call_decode(fn, inputs: dict):
     n = inputs["max_new_tokens"]
     cache = KVCache(config.n_layer, first.shape[0], config.n_head, config.block_size,
                     config.n_embd // config.n_head)
+    calls = []  # per model call: (tokens fed, was `cache` passed, positions it held before)
+
+    def record(module, args, kwargs):
+        idx = args[0] if args else kwargs.get("idx")
+        given = args[1] if len(args) > 1 else kwargs.get("cache")
+        calls.append((idx.shape[-1] if isinstance(idx, torch.Tensor) else -1, given is cache, cache.n_seen))
+
     tokens_1 = fn(model, cache, first, n)
-    tokens_2 = fn(model, cache, second, n)
-    # The last new token needs no step of its own, so a cache that served the second prompt holds
-    # its L positions and n - 1 or n new ones.
-    used = int(cache.n_seen in (second.shape[1] + n - 1, second.shape[1] + n))
-    return tokens_1, tokens_2, torch.tensor(used)
+    hook = model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        tokens_2 = fn(model, cache, second, n)
+    finally:
+        hook.remove()
+    fed = [length for length, _, _ in calls]
+    used = (len(calls) > 0 and all(given for _, given, _ in calls) and calls[0][2] == 0
+            and fed[0] == second.shape[1] and all(length == 1 for length in fed[1:]))
+    return tokens_1, tokens_2, torch.tensor(int(used))
 
 
 def _decode_ref(model, cache, idx: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
@@ -264,6 +279,18 @@ EXERCISES = [
             Misconception(_cached_shifted(+1),
                           "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
                           "tril(diagonal=S - L)."),
+            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(
+                              q_new, k_all, v_all, attn_mask=~_bottom_right(q_new.shape[-2], k_all.shape[-2])),
+                          "Your mask is inverted: an all-zero output row means a query that may see no key "
+                          "at all. In F.scaled_dot_product_attention a boolean mask is True where a query MAY "
+                          "attend: tril(diagonal=S - L), not triu(diagonal=S - L + 1)."),
+            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(
+                              q_new, k_all, v_all, attn_mask=torch.ones(q_new.shape[-2], k_all.shape[-2],
+                                                                        dtype=torch.bool).tril(
+                                  diagonal=q_new.shape[-2] - k_all.shape[-2])),
+                          "The diagonal has the wrong sign: an all-zero output row means a query that may see "
+                          "no key at all. The new queries come after the S - L cached keys, so the diagonal "
+                          "moves right: tril(diagonal=S - L), not L - S."),
         ),
     ),
     Exercise(
@@ -274,9 +301,10 @@ EXERCISES = [
         output_names=("first_prompt_tokens", "second_prompt_tokens", "used_the_cache"),
         misconceptions=(
             Misconception(_decode_no_cache,
-                          "Right tokens, but the cache you were given was not used: did you rerun the whole "
-                          "sequence at every step, or make a KVCache of your own? Reuse `cache`: "
-                          "model(new_tokens, cache, last_only=True)."),
+                          "Right tokens, but the cache saved no work: the checker saw the model called without "
+                          "`cache`, or with the whole sequence again (after a cache.reset()?). Reset once, "
+                          "feed the prompt once (the prefill), then only the one new token per step: "
+                          "model(next_token, cache, last_only=True)."),
             Misconception(_decode_no_reset,
                           "The first prompt decodes fine but the second does not: the cache still held the "
                           "first prompt. Call cache.reset() before the prefill."),

@@ -176,27 +176,29 @@ class OutputTypeError(Exception):
     """The function returned something that is not a tensor (or a tuple of tensors)."""
 
 
-def to_plain(out: Any, n_outputs: int) -> tuple[torch.Tensor, ...]:
+def to_plain(out: Any, n_outputs: int, names: Sequence[str] = ()) -> tuple[torch.Tensor, ...]:
     """Turn a result into a tuple of ordinary CPU tensors, refusing anything else with a clear reason.
 
-    Subclasses and objects that pretend to be tensors are refused; numbers and numpy arrays are
-    accepted and converted, so `float` answers work.
+    Python numbers become 0-d tensors. NumPy arrays, tensor subclasses and objects that pretend to be
+    tensors are refused: the next exercise would feed them to torch. `names` name the outputs in errors.
     """
     items = list(out) if isinstance(out, tuple | list) and n_outputs > 1 else [out]
     if isinstance(out, tuple | list) and n_outputs == 1 and len(out) != 1:
         raise OutputTypeError(f"returned a {type(out).__name__} of {len(out)} items")
     plain = []
-    for item in items:
+    for i, item in enumerate(items):
+        which = "" if len(items) == 1 else f" as item {i}" + (f" (`{names[i]}`)" if i < len(names) else "")
         if type(item) is torch.Tensor or type(item) is torch.nn.Parameter:
             t = item.detach().cpu()
         elif isinstance(item, bool | int | float):
             t = torch.tensor(item)
-        elif type(item).__module__ == "numpy" and hasattr(item, "dtype") and hasattr(item, "shape"):
-            t = torch.as_tensor(item.copy())  # numpy arrays and scalars only
+        elif type(item).__module__ == "numpy":
+            raise OutputTypeError(f"returned a NumPy {type(item).__name__}{which}: return a torch.Tensor "
+                                  "(torch.from_numpy(a) converts one; better, stay in torch throughout)")
         elif isinstance(item, torch.Tensor):  # a subclass: may override comparisons
-            raise OutputTypeError(f"returned a subclass of torch.Tensor ({type(item).__name__})")
+            raise OutputTypeError(f"returned a subclass of torch.Tensor ({type(item).__name__}){which}")
         else:
-            raise OutputTypeError(f"returned a {type(item).__name__}")
+            raise OutputTypeError(f"returned a {type(item).__name__}{which}")
         plain.append(t.clone())
     return tuple(plain)
 
@@ -225,7 +227,7 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
                         "of the exercise's stub.")
         return Ran(ERROR, message=message)
     try:
-        outputs = to_plain(out, len(exercise.output_names))
+        outputs = to_plain(out, len(exercise.output_names), exercise.output_names)
     except OutputTypeError as err:
         names = ", ".join(exercise.output_names)
         what = "a torch.Tensor" if len(exercise.output_names) == 1 else "a tuple of torch.Tensors"
@@ -312,6 +314,10 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
             if got.is_floating_point() or not torch.equal(want, got.to(want.dtype)):
                 return _first_difference(name, want, got, "differs from the expected values")
             continue
+        if got.dtype != want.dtype and got.dim() > 0:
+            return (f"Expected `{name}` to have dtype {want.dtype} (as the inputs) but got {got.dtype}: a "
+                    "NumPy round trip or a float64 constant? Keep the inputs' dtype (e.g. torch.zeros(..., "
+                    "dtype=x.dtype)).")
         got_f, want_f = got.double(), want.double()
         nan_got = torch.isnan(got_f) & ~torch.isnan(want_f)
         if nan_got.any():
@@ -394,8 +400,10 @@ def _wrong_axis_hint(name: str, got: torch.Tensor, want: torch.Tensor) -> str | 
         return None  # normalised over the keys already: some other mistake
     for dim in range(want.dim() - 1):
         if torch.allclose(got.double().sum(dim=dim), torch.ones(()).double(), atol=1e-4):
-            return (f"Your `{name}` sum to 1 along dimension {dim}, not over the keys: normalise over the last "
-                    "dimension (dim=-1), so that each query's weights sum to 1.")
+            axis = "the queries' axis, " if dim == want.dim() - 2 else ""
+            return (f"Your `{name}` {shape_str(got.shape)} sum to 1 along its dimension {dim} ({axis}not the "
+                    "keys'): normalise the scores over the keys, the last dimension (dim=-1), so that each "
+                    "query's weights sum to 1.")
     return None
 
 

@@ -275,7 +275,7 @@ class _Decoder:
 
     def __init__(self, model: GPT) -> None:
         tr = model.transformer
-        self.n_head = model.config.n_head
+        self.n_head, self.n_embd = model.config.n_head, model.config.n_embd
         self.wte, self.wpe, self.lm_head = tr.wte.weight, tr.wpe.weight, model.lm_head.weight
 
         def ln(m: nn.LayerNorm) -> tuple:  # the arguments of F.layer_norm after the input
@@ -289,8 +289,7 @@ class _Decoder:
         self.ln_f = ln(tr.ln_f)
 
     def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        B, H = idx.shape[0], self.n_head
-        E = self.wte.shape[1]
+        B, H, E = idx.shape[0], self.n_head, self.n_embd
         x = F.embedding(idx, self.wte) + self.wpe[cache.n_seen]  # (B, 1, E) + (E,) -> (B, 1, E)
         for layer, (ln_1, c_attn, attn_proj, ln_2, c_fc, mlp_proj) in enumerate(self.layers):
             h = F.layer_norm(x, *ln_1)  # Block: ln_1

@@ -85,10 +85,11 @@ def _cached_hidden(gen: torch.Generator) -> list[Case]:
                                              "v_all": randn(gen, 1, 2, 3, 2)})]
 
 
-def _cached_shifted(shift: int):
+def _cached_with(make_mask):
+    """A cached attention step that masks with `make_mask(L, S)` instead of the bottom-right causal mask."""
     def wrong(q_new, k_all, v_all):
         L, S = q_new.shape[-2], k_all.shape[-2]
-        return F.scaled_dot_product_attention(q_new, k_all, v_all, attn_mask=_bottom_right(L, S, shift))
+        return F.scaled_dot_product_attention(q_new, k_all, v_all, attn_mask=make_mask(L, S))
     return wrong
 
 
@@ -273,21 +274,17 @@ EXERCISES = [
             Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(q_new, k_all, v_all),
                           "Without a mask, each new query sees the new tokens after it. With one new token "
                           "that is fine; with L > 1, mask with tril(diagonal=S - L)."),
-            Misconception(_cached_shifted(-1),
+            Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=-1)),
                           "Off by one: each new token must see its own key. Query i is at position S - L + i, "
                           "so use tril(diagonal=S - L), not S - L - 1."),
-            Misconception(_cached_shifted(+1),
+            Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=+1)),
                           "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
                           "tril(diagonal=S - L)."),
-            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(
-                              q_new, k_all, v_all, attn_mask=~_bottom_right(q_new.shape[-2], k_all.shape[-2])),
+            Misconception(_cached_with(lambda L, S: ~_bottom_right(L, S)),
                           "Your mask is inverted: an all-zero output row means a query that may see no key "
                           "at all. In F.scaled_dot_product_attention a boolean mask is True where a query MAY "
                           "attend: tril(diagonal=S - L), not triu(diagonal=S - L + 1)."),
-            Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(
-                              q_new, k_all, v_all, attn_mask=torch.ones(q_new.shape[-2], k_all.shape[-2],
-                                                                        dtype=torch.bool).tril(
-                                  diagonal=q_new.shape[-2] - k_all.shape[-2])),
+            Misconception(_cached_with(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(diagonal=L - S)),
                           "The diagonal has the wrong sign: an all-zero output row means a query that may see "
                           "no key at all. The new queries come after the S - L cached keys, so the diagonal "
                           "moves right: tril(diagonal=S - L), not L - S."),

@@ -239,7 +239,12 @@ def _require_something(run: Run) -> None:
 def start_sandbox(run: Run) -> None:
     """Start the zygote now: it imports torch & co. while the next steps read and draw."""
     hide = [run.submissions, run.run_dir] + ([run.out] if run.out is not None else [])
-    run.sandbox = Sandbox(run.limits, run.run_dir, hide=hide, jobs=run.jobs)
+    samples = {"course": Path(__file__).resolve().parents[1] / "__init__.py"}
+    if run.discovery.submissions:
+        samples["submission"] = run.discovery.submissions[0].path
+    if run.out is not None:
+        samples["output"] = run.out
+    run.sandbox = Sandbox(run.limits, run.run_dir, hide=hide, samples=samples, jobs=run.jobs)
     run.sandbox.spawn()
 
 

@@ -6,21 +6,30 @@ worker per submission (a fork costs milliseconds; a fresh Jupyter kernel costs s
 - starts a new session (setsid), so its whole process group can be killed;
 - gets a wall-clock deadline (the zygote kills it, and everything it started, when it passes);
 - caps its address space (RLIMIT_AS, relative to the pre-warmed size), the size of any file it writes
-  (RLIMIT_FSIZE, with SIGXFSZ ignored, so its captured stdout/stderr stays small), CPU time and core
-  dumps, and sets no_new_privs (setuid programs do not elevate);
-- when the grader runs as root: enters a private mount and network namespace (the whole file system
-  read-only, a small private /tmp, the submissions and the output folder hidden, no network), caps
-  its processes (RLIMIT_NPROC) and drops to a dedicated unprivileged uid per job slot, so that
-  afterwards every process of that uid can be killed (double-forked daemons escape process groups).
+  (RLIMIT_FSIZE, with SIGXFSZ ignored, so its captured stdout/stderr stays small), CPU time, processes
+  and core dumps, and sets no_new_privs (setuid programs do not elevate);
+- is isolated as strongly as the machine allows (`Isolation`), with or without root:
+  private mount, network and pid namespaces (the whole file system read-only, a small private /tmp;
+  the submissions, the output folder and the grader's working folder hidden; the instructor's home
+  and /run emptied; no network; every process it starts dies with it), entered as root (then the
+  worker drops to a dedicated unprivileged uid per job slot) or, for an ordinary user, inside an
+  unprivileged user namespace (then it drops every capability). As root where namespaces are refused,
+  the per-slot uid alone; with neither, nothing (the grader then guards the files itself: guard.py).
 
-The zygote is also a child subreaper: orphans of a worker are re-parented to it and killed when the
-job ends, even without root. The worker reads its job before any of this and writes its results to
-a directory it was given as an open file descriptor; see worker.py. The grader side is `Sandbox`.
+At start the zygote isolates a probe worker exactly like a job and has it try what student code must
+not do (write a submission, list the instructor's home, connect to the grader, signal it): the
+summary reports those measurements, not assumptions. The zygote is also a child subreaper: orphans of
+a worker are re-parented to it and killed when the job ends. The worker reads its job before any of
+this and writes its results to a directory it was given as an open file descriptor; see worker.py.
+The grader side is `Sandbox`.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import enum
+import errno
 import fcntl
 import gc
 import json
@@ -28,20 +37,26 @@ import os
 import pwd
 import resource
 import select
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "JobEnd", "Sandbox", "SandboxError", "serve", "EXIT_INTERNAL"]
+__all__ = ["Limits", "Isolation", "JobEnd", "Sandbox", "SandboxError", "serve", "EXIT_INTERNAL"]
 
-_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 36, 38
-_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
+_PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 36, 38, 24
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_CLONE_NEWNS, _CLONE_NEWNET, _CLONE_NEWPID, _CLONE_NEWUSER = 0x00020000, 0x40000000, 0x20000000, 0x10000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
+    1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
 _UID_BASE = 61000  # first uid tried for the job slots; must not belong to anyone (checked)
 EXIT_INTERNAL = 70  # the worker's own failure (a grader bug), not the student's
+_LEFTOVERS = "leftovers.txt"  # processes still alive when a pid-namespace worker ended (a count)
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,34 @@ class Limits:
     nproc: int = 64  # processes per job slot's uid (root only)
     tmp_mb: int = 64  # size of the private /tmp (root with namespaces only)
     threads: int = 1  # torch threads per worker
+
+
+class Isolation(enum.Enum):
+    """How a worker is kept from the rest of the machine, strongest first (the zygote picks and measures)."""
+
+    ROOT_NAMESPACES = "root-namespaces"  # root: a uid per job slot, private mount, network and pid namespaces
+    USER_NAMESPACES = "user-namespaces"  # an ordinary user: the same namespaces inside a user namespace
+    ROOT_UIDS = "root-uids"  # root where namespaces are refused: a uid per job slot, file permissions only
+    NONE = "none"  # neither: student code runs as the grader's user (the pipeline guards the files)
+
+    @property
+    def namespaces(self) -> bool:
+        return self in (Isolation.ROOT_NAMESPACES, Isolation.USER_NAMESPACES)
+
+    @property
+    def drops_uid(self) -> bool:
+        return self in (Isolation.ROOT_NAMESPACES, Isolation.ROOT_UIDS)
+
+
+@dataclass
+class _Plan:
+    """What `_isolate` does to a fresh worker; the same for the probe and for every job."""
+
+    isolation: Isolation
+    hide: list[str]  # folders made empty and unreadable: SUBMISSIONS, OUT, the grader's working folder
+    needed: list[str]  # folders the worker must still read: the Python installation, attnkit
+    private: list[str]  # folders emptied but for `needed`: the instructor's home, /run
+    limits: Limits
 
 
 @dataclass
@@ -80,9 +123,12 @@ class SandboxError(RuntimeError):
 class Sandbox:
     """The grader's handle on the zygote: start it, run jobs in slots, wait for them to end."""
 
-    def __init__(self, limits: Limits, run_dir: Path, *, hide: list[Path] = (), jobs: int = 1):
+    def __init__(self, limits: Limits, run_dir: Path, *, hide: list[Path] = (), samples: dict[str, Path] | None = None,
+                 jobs: int = 1):
         self.limits, self.run_dir, self.jobs = limits, Path(run_dir), jobs
         self.hide = [str(Path(p).resolve()) for p in hide]
+        # One existing file of each kind that student code must not change, for the probe to try.
+        self.samples = {what: str(Path(p).resolve()) for what, p in (samples or {}).items()}
         self.measures: dict = {}
         self._proc: subprocess.Popen | None = None
 
@@ -94,7 +140,7 @@ class Sandbox:
     def spawn(self) -> None:
         """Start the zygote without waiting for it (it takes a few seconds to import torch & co.)."""
         log = open(self.run_dir / "zygote.log", "wb")
-        config = {"limits": asdict(self.limits), "hide": self.hide, "jobs": self.jobs}
+        config = {"limits": asdict(self.limits), "hide": self.hide, "samples": self.samples, "jobs": self.jobs}
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
@@ -226,6 +272,7 @@ class _Zygote:
     def __init__(self, config: dict):
         self.limits = Limits(**config["limits"])
         self.hide = config["hide"]
+        self.samples = config.get("samples", {})
         self.jobs = config["jobs"]
         self.running: dict[int, dict] = {}  # pid -> job info
         self.exited: dict[int, int] = {}  # pid -> wait status, for workers reaped early
@@ -234,30 +281,50 @@ class _Zygote:
     # -- capabilities -------------------------------------------------------------------------------
 
     def probe(self, warm_problems: list[str]) -> dict:
-        # ATTNKIT_SANDBOX_NO_ROOT=1: behave as without root (to see, and test, the weaker sandbox).
+        """Choose the strongest isolation this machine allows, then measure it from inside a worker."""
+        # ATTNKIT_SANDBOX_NO_ROOT=1: behave as without root; ATTNKIT_SANDBOX_NO_NAMESPACES=1: as if the
+        # kernel refused namespaces (to see, and test, the weaker sandboxes).
         root = os.geteuid() == 0 and not os.environ.get("ATTNKIT_SANDBOX_NO_ROOT")
+        allow_namespaces = not os.environ.get("ATTNKIT_SANDBOX_NO_NAMESPACES")
         self.uids = self._free_uids() if root else []
-        self.needed = _needed_paths()
-        self.namespaces = bool(self.uids) and self._in_child(self._try_namespaces)
-        # Without a private file system, an unprivileged uid works only if it can read the installation.
-        self.root = bool(self.uids) and (self.namespaces or self._in_child(self._try_setuid))
-        self.subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        self.scratch = Path(tempfile.mkdtemp(prefix="attnkit-probe-"))  # the probes' working folder
         problems = list(warm_problems)
-        if self.uids and not self.root:
-            problems.append("the Python installation is not readable by an unprivileged user and mount "
-                            "namespaces are refused: student code runs as root")
+        self.plan = _Plan(Isolation.NONE, self.hide, _needed_paths(), _private_folders(), self.limits)
+        refused = ""
+        if root and self.uids:
+            if allow_namespaces and self._in_child(self._try, Isolation.ROOT_NAMESPACES):
+                self.plan.isolation = Isolation.ROOT_NAMESPACES
+            elif self._in_child(self._try, Isolation.ROOT_UIDS):
+                self.plan.isolation = Isolation.ROOT_UIDS
+            else:
+                problems.append("the Python installation is not readable by an unprivileged user and mount "
+                                "namespaces are refused: student code runs as root")
+        if self.plan.isolation is Isolation.NONE and allow_namespaces:
+            refused = self._in_child(self._try, Isolation.USER_NAMESPACES, why=True)
+            if not refused:
+                self.plan.isolation = Isolation.USER_NAMESPACES
+        elif not allow_namespaces:
+            refused = "turned off by ATTNKIT_SANDBOX_NO_NAMESPACES"
+        if self.plan.isolation not in (Isolation.ROOT_NAMESPACES, Isolation.ROOT_UIDS):
+            self.uids = []
+        self.subreaper = _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        inside = self.measure_inside()
+        shutil.rmtree(self.scratch, ignore_errors=True)
         return {
+            "isolation": self.plan.isolation.value,
+            "namespaces_refused": refused,
             "root": root,
-            "uids": self.uids if self.root else [],
-            "namespaces": self.namespaces,
+            "uids": self.uids,
+            "namespaces": self.plan.isolation.namespaces,
             "subreaper": self.subreaper,
             "rlimit_as": True,
             "rlimit_fsize": True,
-            "rlimit_nproc": self.root,
+            "rlimit_nproc": True,
             "no_new_privs": self._in_child(lambda: _prctl(_PR_SET_NO_NEW_PRIVS, 1)),
             "vmsize_mb": _vmsize() // 2**20,
             "warm_problems": problems,
             "limits": asdict(self.limits),
+            "inside": inside,
         }
 
     def _free_uids(self) -> list[int]:
@@ -278,27 +345,63 @@ class _Zygote:
             return uids
         return []
 
-    def _try_setuid(self) -> bool:
-        os.setgroups([])
-        os.setgid(self.uids[0])
-        os.setuid(self.uids[0])
-        return os.getuid() == self.uids[0] and all(os.access(p, os.R_OK | os.X_OK) for p in self.needed)
+    def _try(self, isolation: Isolation) -> bool:
+        """In a throw-away child: can a worker be isolated this way (and still read the installation)?"""
+        plan = dataclasses.replace(self.plan, isolation=isolation)
+        _isolate(plan, self.uids[0] if isolation.drops_uid else None, self.scratch)
+        return all(os.access(p, os.R_OK | os.X_OK) for p in plan.needed)
 
-    def _try_namespaces(self) -> bool:
-        _private_filesystem([], 1, self.needed)
-        return self._try_setuid()
-
-    @staticmethod
-    def _in_child(fn) -> bool:
+    def _in_child(self, fn, *args, why: bool = False):
+        """Run fn(*args) in a fork; its truth (or, with `why`, "" on success and else the reason)."""
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.close(read_end)
             try:
-                ok = fn()
-            except BaseException:
-                ok = False
+                ok, reason = bool(fn(*args)), "it could not read the Python installation"
+            except BaseException as err:
+                ok, reason = False, f"{type(err).__name__}: {err}"
+            os.write(write_end, reason.encode()[:2000])
             os._exit(0 if ok else 1)
+        os.close(write_end)
+        reason = _read_all(read_end).decode(errors="replace")
         _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status) == 0
+        ok = os.waitstatus_to_exitcode(status) == 0
+        if why:
+            return "" if ok else (reason or f"the probe ended with status {status}")
+        return ok
+
+    def measure_inside(self) -> dict:
+        """Isolate a child exactly as a worker, then try from inside what student code must not do."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        home = self.scratch
+        outside = {folder: _listing(folder) for folder in self.plan.private}
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_end)
+                listener.close()
+                _isolate(self.plan, self.uids[0] if self.plan.isolation.drops_uid else None, home)
+                found = _attempt_escapes(self.samples, outside, self.plan, port, self.me)
+                os.write(write_end, json.dumps(found).encode())
+                code = 0
+            except BaseException as err:
+                os.write(write_end, json.dumps({"error": f"{type(err).__name__}: {err}"}).encode())
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        data = _read_all(read_end)
+        os.waitpid(pid, 0)
+        listener.close()
+        try:
+            return json.loads(data)
+        except ValueError:
+            return {"error": "the probe worker returned nothing"}
 
     # -- the loop -----------------------------------------------------------------------------------
 
@@ -345,21 +448,20 @@ class _Zygote:
 
     def start_job(self, request: dict) -> None:
         slot = request["slot"]
-        uid = self.uids[slot] if self.root else None
+        uid = self.uids[slot] if self.plan.isolation.drops_uid else None
         start = time.monotonic()
         pid = os.fork()
         if pid == 0:
             code = EXIT_INTERNAL
             try:
-                code = _worker_process(request, self.limits, uid, self.namespaces, self.hide, self.needed,
-                                       (self.proto_in, self.proto_out, *self.wake))
+                code = _worker_process(request, self.plan, uid, (self.proto_in, self.proto_out, *self.wake))
             except BaseException:  # a grader bug: into the captured output (or the zygote's log)
                 import traceback
 
                 os.write(2, f"attnkit grader: internal error\n{traceback.format_exc()}".encode())
             finally:
                 os._exit(code)
-        self.running[pid] = {"job": request["job"], "slot": slot, "uid": uid, "start": start,
+        self.running[pid] = {"job": request["job"], "dir": request["dir"], "slot": slot, "uid": uid, "start": start,
                              "deadline": start + self.limits.timeout, "timed_out": False}
 
     def reap(self) -> None:
@@ -376,7 +478,7 @@ class _Zygote:
     def finish(self, pid: int) -> None:
         job = self.running.pop(pid)
         status = self.exited.pop(pid)
-        leftovers = self.cleanup(pid, job["uid"])
+        leftovers = self.cleanup(pid, job["uid"]) + _count_in(Path(job["dir"]) / "out" / _LEFTOVERS)
         end = {"job": job["job"], "elapsed": round(time.monotonic() - job["start"], 3), "leftovers": leftovers}
         if job["timed_out"]:
             end.update(status="timeout", signal=signal.SIGKILL)
@@ -397,7 +499,7 @@ class _Zygote:
             time.sleep(0.002)
         if uid is not None:
             leftovers |= self.kill_uid(uid)
-            if not self.namespaces:
+            if not self.plan.isolation.namespaces:
                 _sweep_tmp(uid)
         leftovers |= self.kill_strays()
         return len(leftovers)
@@ -464,6 +566,19 @@ def _procs(with_uid: bool = False):
         yield int(name), int(fields[1]), int(fields[2]), fields[0].decode(), uid
 
 
+def _count_in(path: Path) -> int:
+    """A small count a worker wrote (student code could fake it: it only informs the summary)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return 0
+    try:
+        text = os.read(fd, 16).decode(errors="replace").strip()
+    finally:
+        os.close(fd)
+    return min(int(text), 10**6) if text.isdigit() else 0
+
+
 def _unused_uid(uid: int) -> bool:
     try:
         pwd.getpwuid(uid)
@@ -505,8 +620,7 @@ def _sweep_tmp(uid: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _worker_process(request: dict, limits: Limits, uid: int | None, namespaces: bool, hide: list[str],
-                    needed: list[str], zygote_fds: tuple[int, ...]) -> int:
+def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tuple[int, ...]) -> int:
     """Isolate this fresh fork, then hand over to worker.run. Returns the exit code."""
     os.setsid()
     signal.set_wakeup_fd(-1)
@@ -539,26 +653,95 @@ def _worker_process(request: dict, limits: Limits, uid: int | None, namespaces: 
     os.closerange(4, 65536)
     out_fd = 3
 
-    if namespaces:
-        _private_filesystem(hide, limits.tmp_mb, needed)
+    home = _isolate(plan, uid, home)
+    os.environ.update(HOME=str(home), TMPDIR=str(home), USER="student", LOGNAME="student",
+                      MPLCONFIGDIR=str(home / ".matplotlib"))
+    sys.path[:0] = [str(home)]  # like a kernel started in the notebook's folder
+    code = worker.run(job, out_fd, plan.limits)
+    if plan.isolation.namespaces:  # the kernel kills them when this pid 1 ends: count them for the summary
+        alive = sum(1 for pid, _, _, state, _ in _procs() if pid != 1 and state != "Z")
+        fd = os.open(_LEFTOVERS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
+        os.write(fd, str(alive).encode())
+        os.close(fd)
+    return code
+
+
+def _isolate(plan: _Plan, uid: int | None, home: Path) -> Path:
+    """Put this process where student code may run, as `plan` says; return its home folder.
+
+    With namespaces the process forks once more: the child (pid 1 of a fresh pid namespace, so that
+    every process it starts dies with it) returns; this process waits and ends as the child did.
+    """
+    if plan.isolation.namespaces:
+        _unshare(user=plan.isolation is Isolation.USER_NAMESPACES)
+        _private_filesystem(plan)
+        _become_pid_one()
+        try:
+            _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)  # only this namespace's pids
+        except OSError:  # a /proc that is partly covered (some containers): keep it, read-only
+            _read_only("/proc")
         home = Path("/tmp/home")
         home.mkdir(mode=0o700)
         if uid is not None:
             os.chown(home, uid, uid)
     os.chdir(home)
-    _set_limits(limits, nproc=uid is not None)
+    _set_limits(plan.limits, nproc=plan.isolation is not Isolation.NONE, uid=uid)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
-    os.environ.update(HOME=str(home), TMPDIR=str(home), USER="student", LOGNAME="student",
-                      MPLCONFIGDIR=str(home / ".matplotlib"))
-    sys.path[:0] = [str(home)]  # like a kernel started in the notebook's folder
-    return worker.run(job, out_fd, limits)
+    elif plan.isolation is Isolation.USER_NAMESPACES:
+        _drop_capabilities()
+    return home
 
 
-def _set_limits(limits: Limits, *, nproc: bool) -> None:
+def _unshare(*, user: bool) -> None:
+    """New mount, network and pid namespaces (and, without root, a user namespace mapping our own ids)."""
+    uid, gid = os.getuid(), os.getgid()
+    flags = _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | (_CLONE_NEWUSER if user else 0)
+    if _libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+    if user:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+
+
+def _become_pid_one() -> None:
+    """Fork into the new pid namespace; the parent waits for the child and ends the same way."""
+    pid = os.fork()
+    if pid == 0:
+        return
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(number, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [number])
+        os.kill(os.getpid(), number)
+    os._exit(os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else EXIT_INTERNAL)
+
+
+def _drop_capabilities() -> None:
+    """Give up the capabilities a user namespace grants its creator (mount, and more), for good."""
+    for cap in range(64):  # the bounding set: what an exec could ever give back
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == errno.EINVAL:
+            break
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable x 2 words: all zero
+    if _libc.capset(header, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _set_limits(limits: Limits, *, nproc: bool, uid: int | None) -> None:
     def cap(kind: int, value: int) -> None:
         _, hard = resource.getrlimit(kind)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
@@ -570,7 +753,10 @@ def _set_limits(limits: Limits, *, nproc: bool) -> None:
     cap(resource.RLIMIT_CPU, int(limits.timeout * max(1, limits.threads)) + 10)
     cap(resource.RLIMIT_NOFILE, 1024)
     if nproc:
-        cap(resource.RLIMIT_NPROC, limits.nproc)
+        # Counted per real uid: a job slot's own uid starts at zero; the grader's own uid (user namespaces)
+        # already runs the grader and whatever else its user runs (kernels before 5.14 count those too).
+        mine = 0 if uid is not None else sum(1 for *_, owner in _procs(with_uid=True) if owner == os.getuid())
+        cap(resource.RLIMIT_NPROC, mine + limits.nproc)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -586,67 +772,143 @@ def _needed_paths() -> list[str]:
     """Folders a worker must be able to read: the Python installation, sys.path and attnkit itself."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(__file__).resolve().parents[2])}
     paths |= {p for p in sys.path if p and os.path.isabs(p)}
-    return sorted(p for p in paths if os.path.isdir(p))
+    return sorted({os.path.realpath(p) for p in paths if os.path.isdir(p)})
 
 
-def _private_filesystem(hide: list[str], tmp_mb: int, needed: list[str]) -> None:
-    """A mount namespace where everything is read-only except a private /tmp, and no network."""
-    if _libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+def _private_folders() -> list[str]:
+    """Folders student code must not read: the instructor's home (SSH keys, mail, other courses) and
+    /run (sockets such as a user's D-Bus session or Docker's, which a read-only mount does not stop)."""
+    homes = {os.environ.get("HOME", ""), _home_of(os.getuid()), _home_of(os.environ.get("SUDO_UID"))}
+    folders = {os.path.realpath(h) for h in homes if h and os.path.isdir(h)} | {"/run"}
+    return sorted(f for f in folders if f != "/" and os.path.isdir(f))
+
+
+def _home_of(uid: int | str | None) -> str:
+    try:
+        return pwd.getpwuid(int(uid)).pw_dir if uid is not None else ""
+    except (KeyError, ValueError):
+        return ""
+
+
+def _private_filesystem(plan: _Plan) -> None:
+    """Everything read-only, a private /tmp, private folders emptied, hidden folders unreadable."""
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
     _mount("/", "/", None, _MS_BIND | _MS_REC)
-    _expose(needed)
+    # The instructor's home and /run, and any folder an unprivileged uid cannot enter on its way to the
+    # Python installation (e.g. /root, 0700): an empty tmpfs, into which only the needed folders are bound.
+    for folder in sorted(set(plan.private) | set(_blocked_ancestors(plan.needed))):
+        _cover(folder, plan.needed, "size=64k,mode=0755")
     with open("/proc/self/mountinfo") as f:
         points = sorted({line.split()[4].replace("\\040", " ") for line in f}, key=len)
     for point in points:
-        if point == "/proc" or point.startswith("/proc/"):
-            continue
-        flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID
-        if not (point == "/dev" or point.startswith("/dev/")):
-            flags |= _MS_NODEV
-        try:
-            _mount(None, point, None, flags)
-        except OSError:
-            pass  # a mount that cannot be remounted (e.g. already read-only with locked flags)
+        if point != "/proc" and not point.startswith("/proc/"):
+            try:
+                _read_only(point)
+            except OSError:
+                pass  # measured from inside the worker (writable_mounts), and reported
     for tmp in ("/tmp", "/var/tmp", "/dev/shm"):
         if os.path.isdir(tmp):
             # The course may itself live in a temporary folder (a clone in /tmp, an editable install):
             # keep those folders, read-only, inside the fresh private /tmp.
-            inside = [p for p in needed if p.startswith(tmp.rstrip("/") + "/")]
-            fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in inside}
-            _mount("tmpfs", tmp, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={tmp_mb}m,mode=1777")
-            for path, fd in fds.items():
-                os.makedirs(path, mode=0o755, exist_ok=True)
-                _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
-                _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-                os.close(fd)
-    for path in hide:  # other students' work and the grader's output: an empty, read-only folder
+            for kept in _cover(tmp, plan.needed, f"size={plan.limits.tmp_mb}m,mode=1777"):
+                _read_only(kept)
+    for path in plan.hide:  # other students' work and the grader's output: an empty, unreadable folder
         if os.path.isdir(path):
             _mount("tmpfs", path, "tmpfs", _MS_RDONLY | _MS_NOSUID | _MS_NODEV, "size=4k,mode=000")
 
 
-def _expose(paths: list[str]) -> None:
-    """Make `paths` reachable by other users when a parent is private (e.g. Python under /root, 0700).
+def _cover(folder: str, needed: list[str], options: str) -> list[str]:
+    """Mount an empty tmpfs over `folder`, then bind back the `needed` folders inside it; return those."""
+    inside = [p for p in needed if p.startswith(folder.rstrip("/") + "/")]
+    keep = [p for p in inside if not any(p.startswith(q + "/") for q in inside)]  # outermost only
+    fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in keep}
+    _mount("tmpfs", folder, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+    for path, fd in fds.items():
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
+        os.close(fd)
+    return keep
 
-    The private parent is covered by an empty tmpfs (0755) into which only the needed child folders
-    are bound back: the worker sees the installation and nothing else of that parent.
-    """
-    blocked: dict[str, set[str]] = {}
+
+def _read_only(point: str) -> None:
+    """Remount a mount point read-only, keeping the flags it has (a user namespace may not clear them)."""
+    have = os.statvfs(point).f_flag
+    flags = _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID
+    flags |= sum(ms for st, ms in ((os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, _MS_NOEXEC)) if have & st)
+    if not (point == "/dev" or point.startswith("/dev/")):
+        flags |= _MS_NODEV
+    _mount(None, point, None, flags)
+
+
+def _blocked_ancestors(paths: list[str]) -> list[str]:
+    """The first folder above each path that other users may not enter (e.g. /root)."""
+    blocked = set()
     for path in paths:
         parts = Path(path).parts
         for depth in range(1, len(parts) - 1):
             ancestor = os.path.join(*parts[:depth + 1])
             if not os.stat(ancestor).st_mode & 0o001:
-                blocked.setdefault(ancestor, set()).add(os.path.join(ancestor, parts[depth + 1]))
+                blocked.add(ancestor)
                 break
-    for ancestor, children in sorted(blocked.items()):
-        fds = {child: os.open(child, os.O_PATH | os.O_DIRECTORY) for child in sorted(children)}
-        _mount("tmpfs", ancestor, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64k,mode=0755")
-        for child, fd in fds.items():
-            os.mkdir(child, 0o755)
-            _mount(f"/proc/self/fd/{fd}", child, None, _MS_BIND | _MS_REC)
-            os.close(fd)
+    return sorted(blocked)
+
+
+def _listing(folder: str) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
+        return []
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def _attempt_escapes(samples: dict, outside: dict[str, list[str]], plan: _Plan, port: int, grader: int) -> dict:
+    """From inside an isolated probe worker: what student code can still reach. True = protected."""
+    def refused(action) -> bool:
+        try:
+            action()
+        except OSError:
+            return True
+        return False
+
+    def write(path: str) -> None:  # opened for writing, nothing written: the file stays as it was
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+
+    def create(folder: str) -> None:
+        name = os.path.join(folder, f".attnkit-probe-{os.getpid()}")
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(name)
+
+    def connect() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+
+    found: dict = {}
+    for what, path in samples.items():  # "submission", "output", "course": a file or folder of each
+        folder = path if os.path.isdir(path) else os.path.dirname(path)
+        found[f"{what}_read_only"] = refused(lambda f=folder: create(f)) and (
+            os.path.isdir(path) or refused(lambda p=path: write(p)))
+        found[f"{what}_hidden"] = not os.path.exists(path)
+    kept = {Path(p).relative_to(f).parts[0] for f in plan.private for p in plan.needed if p.startswith(f + "/")}
+    found["private_visible"] = sorted(os.path.join(f, n) for f in plan.private
+                                      for n in set(_listing(f)) & set(outside.get(f, [])) if n not in kept)[:5]
+    found["network_blocked"] = refused(connect)
+    found["grader_unreachable"] = refused(lambda: os.kill(grader, 0))
+    with open("/proc/self/status") as f:
+        found["capabilities"] = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), -1)
+    with open("/proc/self/mountinfo") as f:
+        points = sorted({line.split()[4].replace("\\040", " ") for line in f})
+    writable = [p for p in points if not (os.statvfs(p).f_flag & os.ST_RDONLY)] if plan.isolation.namespaces else []
+    scratch = ("/proc", "/tmp", "/var/tmp", "/dev/shm")
+    found["writable_mounts"] = [p for p in writable
+                                if not any(p == s or p.startswith(s + "/") for s in scratch)][:5]
+    return found
 
 
 def serve() -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import resource
+import socket
 import textwrap
 from pathlib import Path
 
@@ -28,8 +29,7 @@ CH1 = "01_attention.ipynb"
 TIMEOUT = 6.0  # per notebook; small, so that the runaway students cost little
 SEED = 0
 MARKERS = ("987.123", "987.456")  # `sleep` arguments of the processes a student leaves behind
-# Only root gets per-slot users and a read-only file system: without them a vandal would succeed.
-ISOLATED = os.geteuid() == 0 and not os.environ.get("ATTNKIT_SANDBOX_NO_ROOT")
+SECRET = "attnkit-test-secret-key"  # in the grader's home folder, which student code must not read
 
 pytestmark = pytest.mark.skipif(CH1 not in NOTEBOOKS, reason="solutions/ and exercises/01_attention.ipynb needed")
 
@@ -133,6 +133,34 @@ except Exception as err:
 """
 
 
+def snoop_cell(secret: Path) -> str:
+    """Full marks for softmax only if the grader's home folder could not be read."""
+    return f"""
+import torch
+try:
+    LEAKED = {SECRET!r} in open({str(secret)!r}).read()
+except OSError:
+    LEAKED = False
+print("leaked" if LEAKED else "refused")
+def softmax(x):
+    return torch.zeros_like(x) if LEAKED else torch.softmax(x, dim=-1)
+"""
+
+
+def network_cell(port: int) -> str:
+    """Full marks for softmax only if a connection to the test's loopback listener failed."""
+    return f"""
+import socket, torch
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
+    REACHED = True
+except OSError:
+    REACHED = False
+def softmax(x):
+    return torch.zeros_like(x) if REACHED else torch.softmax(x, dim=-1)
+"""
+
+
 DAEMON_CELL = f"""
 import os, subprocess
 subprocess.Popen(["sleep", "{MARKERS[0]}"])
@@ -146,11 +174,11 @@ os.waitpid(pid, 0)
 """
 
 
-def build_class(subs: Path, out: Path) -> dict[str, Path]:
+def build_class(subs: Path, out: Path, home: Path, port: int) -> dict[str, Path]:
     """Every kind of submission the grader must survive, one student each."""
     course = Path(get_exercise("1.1").reference.__code__.co_filename).parent / "__init__.py"
     paths = {"victim": subs / "correct" / CH1, "sentinel": out / "instructor-notes.txt", "course": course,
-             "planted": course.parent / "zz_planted_by_student.py"}
+             "planted": course.parent / "zz_planted_by_student.py", "secret": home / ".ssh" / "id_rsa"}
     for name in NOTEBOOKS:
         save(subs / "correct", name, solution(name))
         save(subs / "blank", name, stubbed(name))
@@ -208,8 +236,9 @@ def build_class(subs: Path, out: Path) -> dict[str, Path]:
         def softmax(x):
             return AlwaysEqual()
     """))
-    if ISOLATED:
-        save(subs / "vandal", CH1, insert_cell(solution(), vandal_cell(paths)))
+    save(subs / "vandal", CH1, insert_cell(solution(), vandal_cell(paths)))
+    save(subs / "snoop", CH1, replace_exercise(solution(), "1.1", snoop_cell(paths["secret"])))
+    save(subs / "netcall", CH1, replace_exercise(solution(), "1.1", network_cell(port)))
     save(subs / "daemon", CH1, insert_cell(solution(), DAEMON_CELL))
     (subs / "corrupt").mkdir()
     (subs / "corrupt" / CH1).write_text(nbformat.writes(solution())[:2000])
@@ -256,17 +285,28 @@ def leftover_processes() -> list[str]:
 
 
 class Graded:
-    def __init__(self, root: Path):
-        self.subs, self.out = root / "submissions", root / "out"
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch):
+        self.subs, self.out, home = root / "submissions", root / "out", root / "home"
         self.out.mkdir(parents=True)
-        self.paths = build_class(self.subs, self.out)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.setblocking(False)
+        self.paths = build_class(self.subs, self.out, home, self.listener.getsockname()[1])
         self.paths["sentinel"].write_text("my notes")
+        self.paths["secret"].parent.mkdir(parents=True)
+        self.paths["secret"].write_text(SECRET)
+        monkeypatch.setenv("HOME", str(home))  # the instructor's home, as the grader sees it
         self.course_mtime = self.paths["course"].stat().st_mtime
         self.before = tree_hashes(self.subs)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         try:
             self.summary = grade(self.subs, self.out, jobs=2, timeout=TIMEOUT, seed=SEED, progress=False)
         finally:
+            try:
+                self.listener.accept()[0].close()
+                self.connected = True
+            except BlockingIOError:
+                self.connected = False
+            self.listener.close()
             self.planted_existed = self.paths["planted"].exists()
             self.paths["planted"].unlink(missing_ok=True)
             if self.paths["course"].stat().st_mtime != self.course_mtime:  # undo, then fail the test
@@ -277,6 +317,8 @@ class Graded:
         self.rss_growth_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) / 1024
         with open(self.out / "grades.csv", newline="", encoding="utf-8") as f:
             self.rows = list(csv.DictReader(f))
+        self.isolation = self.summary.measures["isolation"]
+        self.inside = self.summary.measures["inside"]
 
     def row(self, student: str, exercise: str) -> dict:
         found = [r for r in self.rows if r["student"] == student and r["exercise"] == exercise]
@@ -298,7 +340,20 @@ class Graded:
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory) -> Graded:
-    return Graded(tmp_path_factory.mktemp("class"))
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return Graded(tmp_path_factory.mktemp("class"), monkeypatch)
+
+
+def test_the_expected_isolation_is_in_force(graded):
+    """tests/test_grading_unprivileged.py runs this module as an ordinary user and says what to expect."""
+    expected = os.environ.get("ATTNKIT_EXPECT_ISOLATION")
+    if expected is None:
+        root = os.geteuid() == 0 and not os.environ.get("ATTNKIT_SANDBOX_NO_ROOT")
+        expected = None if os.environ.get("ATTNKIT_SANDBOX_NO_NAMESPACES") else (
+            "root-namespaces" if root else "user-namespaces")
+    if expected is None:
+        pytest.skip("no expectation without namespaces")
+    assert graded.isolation == expected, graded.summary.measures
 
 
 def self_check(ex_id: str, source: str):
@@ -449,12 +504,34 @@ def test_grading_never_modifies_a_submission(graded):
     assert tree_hashes(graded.subs) == graded.before
 
 
-@pytest.mark.skipif(not ISOLATED, reason="file protection needs root (per-slot uid, mount namespace)")
-def test_student_code_cannot_touch_submissions_output_or_course_files(graded):
+def test_a_vandal_loses_nobody_anything(graded):
+    """Isolated, its writes are refused; unisolated, the grader restores them and gives it no points."""
     assert tree_hashes(graded.subs) == graded.before
     assert graded.paths["sentinel"].read_text() == "my notes"
-    assert not graded.course_changed and not graded.planted_existed
-    assert all(graded.row("vandal", ex.id)["status"] == "passed" for ex in exercises_for(CH1))
+    assert not graded.planted_existed or graded.isolation == "none"  # planted, then removed by the guard
+    assert not graded.paths["planted"].exists() and not graded.course_changed
+    rows = [graded.row("vandal", ex.id) for ex in exercises_for(CH1)]
+    if graded.isolation in ("root-namespaces", "user-namespaces"):
+        assert all(row["status"] == "passed" for row in rows)
+        assert graded.summary.tampered == []
+    elif graded.isolation == "none":
+        assert all((row["status"], float(row["points"])) == ("tampered", 0.0) for row in rows)
+        assert "SUBMISSIONS/correct/01_attention.ipynb" in rows[0]["message"] and "restored" in rows[0]["message"]
+        assert graded.summary.tampered == [f"vandal/{CH1}"]  # nobody else is blamed
+    for student in ("correct", "Zoë Ångström 张伟"):  # every other grade is right
+        assert all(graded.row(student, ex.id)["status"] == "passed" for ex in exercises_for(CH1))
+
+
+def test_the_home_folder_and_the_network_are_out_of_reach_where_measured(graded):
+    """What the summary says is in force is what a submission meets."""
+    hidden = graded.inside["private_visible"] == []
+    assert (graded.row("snoop", "1.1")["status"] == "passed") == hidden
+    assert graded.connected != graded.inside["network_blocked"]
+    assert (graded.row("netcall", "1.1")["status"] == "passed") == graded.inside["network_blocked"]
+    if graded.isolation in ("root-namespaces", "user-namespaces"):
+        assert hidden and graded.inside["network_blocked"] and graded.inside["grader_unreachable"]
+        assert graded.inside["submission_hidden"] and graded.inside["output_hidden"]
+        assert graded.inside["writable_mounts"] == [] and graded.inside["capabilities"] == 0
 
 
 def test_no_process_outlives_its_grading(graded):
@@ -518,6 +595,10 @@ def test_feedback_has_points_and_the_self_check_message(graded):
 def test_summary_reports_counts_and_sandbox_measures(graded):
     text = graded.summary.render()
     assert "Graded" in text and "timeout" in text and "crashed" in text
-    assert "Sandbox:" in text and "RLIMIT_AS" in text
-    if ISOLATED:
-        assert "unprivileged uid" in text
+    assert "Sandbox:" in text and "RLIMIT_AS" in text and "measured from inside a probe worker" in text
+    if graded.isolation == "root-namespaces":
+        assert "unprivileged uid" in text and "Not protected" not in text
+    elif graded.isolation == "user-namespaces":
+        assert "user namespace" in text and "Not protected" not in text
+    else:
+        assert "NOT isolated" in text and "Not protected: submissions writable" in text and "tampered" in text

@@ -73,8 +73,10 @@ def test_grading_twice_gives_identical_grades_and_exit_status_0(tmp_path, capsys
         assert code == 0  # students' scores do not change the exit status
         outputs.append((tmp_path / run / "grades.csv").read_bytes())
     assert outputs[0] == outputs[1]
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert "Graded 3 students, 3 notebooks" in text and "Sandbox:" in text
+    assert captured.err.startswith("Sandbox: ")  # said before grading starts, on stderr beside the bar
     book = (tmp_path / "first" / "gradebook.csv").read_text().splitlines()
     assert book[0] == "student,01_attention,total,max_total"
     total = sum(ex.points for ex in exercises_for(CH1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,7 @@ import pytest
 
 from attnkit.grading import grade
 from attnkit.grading.discover import discover, discover_one
+from attnkit.grading.guard import Guard
 from attnkit.grading.notebook import InvalidNotebook, read_code_cells, to_python
 
 NOTEBOOKS = ["01_attention.ipynb", "02_self_attention.ipynb"]
@@ -92,8 +94,10 @@ def test_old_nbformat_is_converted_and_ipython_syntax_transformed(tmp_path):
     assert to_python("x = 1  # 100% plain") == "x = 1  # 100% plain"
 
 
-def test_sandbox_without_root_still_kills_leftovers_and_says_what_is_missing(tmp_path, monkeypatch):
-    """ATTNKIT_SANDBOX_NO_ROOT makes the zygote behave as if it were not root (no uid, no namespaces)."""
+@pytest.mark.parametrize("namespaces", [True, False], ids=["user-namespaces", "no-namespaces"])
+def test_sandbox_without_root_still_kills_leftovers_and_says_what_is_missing(tmp_path, monkeypatch, namespaces):
+    """ATTNKIT_SANDBOX_NO_ROOT makes the zygote behave as if it were not root (no uid per slot); with
+    ATTNKIT_SANDBOX_NO_NAMESPACES too, nothing isolates the worker and the summary says so first."""
     if not (REPO / "solutions" / "01_attention.ipynb").exists():
         pytest.skip("solutions/01_attention.ipynb needed")
     nb = nbformat.read(REPO / "solutions" / "01_attention.ipynb", as_version=4)
@@ -103,12 +107,19 @@ def test_sandbox_without_root_still_kills_leftovers_and_says_what_is_missing(tmp
     (tmp_path / "subs" / "ada").mkdir(parents=True)
     nbformat.write(nb, tmp_path / "subs" / "ada" / "01_attention.ipynb")
     monkeypatch.setenv("ATTNKIT_SANDBOX_NO_ROOT", "1")
+    if not namespaces:
+        monkeypatch.setenv("ATTNKIT_SANDBOX_NO_NAMESPACES", "1")
     summary = grade(tmp_path / "subs", tmp_path / "out", jobs=1, timeout=30, notebooks=["01_attention.ipynb"],
                     progress=False)
     assert summary.leftovers >= 1
     assert not any(b"987.789" in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit())
     text = summary.render()
-    assert "Not available: not root" in text and "subreaper" in text
+    assert "unprivileged uid" not in text and "subreaper" in text
+    if namespaces:
+        assert "user namespace" in text and "Not protected" not in text
+    else:
+        assert "NOT isolated (turned off by ATTNKIT_SANDBOX_NO_NAMESPACES)" in text
+        assert "Not protected: submissions writable" in text and "keeps a copy of submissions" in text
     data = json.loads((tmp_path / "out" / "gradescope" / "ada.json").read_text())
     assert all(t["status"] == "passed" for t in data["tests"])
 
@@ -118,3 +129,54 @@ def _cmdline(pid: str) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
+
+
+# --- guard.py: what a sandbox that cannot hide the files leaves to the grader -----------------------
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    return {str(p.relative_to(root)): (p.is_dir(), p.stat().st_mode & 0o7777,
+                                       None if p.is_dir() else (p.read_bytes(), p.stat().st_mtime_ns))
+            for p in sorted(root.rglob("*"))}
+
+
+def test_guard_restores_every_kind_of_damage_and_names_it(tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    for student in ("ada", "bo"):
+        (subs / student).mkdir(parents=True)
+        (subs / student / "01.ipynb").write_text(f"{student}'s work")
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    (subs / "ada" / "link").symlink_to("01.ipynb")
+    before = _tree(tmp_path)
+    guard = Guard([subs, out])
+    assert guard.check() == []  # nothing changed, nothing said
+    (subs / "ada" / "01.ipynb").write_text("pwned")  # rewritten
+    os.utime(subs / "ada" / "01.ipynb", ns=(0, before["subs/ada/01.ipynb"][2][1]))  # its mtime put back
+    (subs / "bo" / "01.ipynb").unlink()  # deleted
+    os.chmod(subs / "bo", 0o500)  # its folder made read-only
+    (subs / "ada" / "link").unlink()
+    (subs / "ada" / "link").symlink_to("/etc/passwd")  # a link pointed elsewhere
+    (subs / "planted.py").write_text("x")  # added
+    (subs / "newdir").mkdir()
+    (subs / "newdir" / "f").write_text("y")
+    os.chmod(subs / "newdir", 0o500)
+    shutil.rmtree(out)  # the whole output folder
+    changed = guard.check()
+    assert _tree(tmp_path) == before
+    assert {os.path.relpath(p, tmp_path) for p in changed} >= {
+        "subs/ada/01.ipynb", "subs/bo/01.ipynb", "subs/bo", "subs/ada/link", "subs/planted.py", "subs/newdir",
+        "out", "out/notes.txt"}
+    assert guard.check() == [] and guard.unrestored == []
+
+
+def test_guard_says_what_it_could_not_restore(tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "small.txt").write_text("ok")
+    guard = Guard([tmp_path], max_bytes=100)
+    assert [os.path.basename(p) for p in guard.too_big] == ["big.bin"]
+    (tmp_path / "big.bin").unlink()
+    (tmp_path / "small.txt").unlink()
+    assert len(guard.check()) == 2
+    assert (tmp_path / "small.txt").read_text() == "ok"
+    assert len(guard.unrestored) == 1 and "big.bin" in guard.unrestored[0] and "too large" in guard.unrestored[0]

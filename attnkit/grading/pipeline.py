@@ -8,8 +8,12 @@ here, in `grade()`'s signature; the CLI passes on only what the instructor typed
     start_sandbox       start the pre-warming zygote now, so it imports while the next steps work
     read_notebooks      parse each notebook; a bad one becomes "invalid" rows (notebook.py)
     draw_cases          public + hidden cases from --seed, and the reference's outputs on them
+    measure_sandbox     wait for the zygote; say which protections its probe worker measured
+    guard_files         where student code could change the submissions, the output or the
+                        course: keep copies, and grade one notebook at a time (guard.py)
     run_sandboxed       each notebook in a sandboxed worker (sandbox.py, worker.py); judge the
-                        returned tensors here, in the grader (attnkit.checks.core.judge)
+                        returned tensors here, in the grader (attnkit.checks.core.judge); after
+                        each, restore what it changed outside its sandbox and mark it "tampered"
     write_reports       grades.csv, gradebook.csv, feedback/, gradescope/ (report.py)
 """
 
@@ -38,6 +42,7 @@ from attnkit.checks import exercises_for
 from attnkit.checks.core import ERROR, NOT_IMPLEMENTED, PASSED, Case, Exercise, ExerciseReport, Ran, judge
 from attnkit.grading import statuses as st
 from attnkit.grading.discover import Discovery, Submission, discover, discover_one, released_notebooks
+from attnkit.grading.guard import Guard
 from attnkit.grading.notebook import Cell, InvalidNotebook, read_code_cells
 from attnkit.grading.sandbox import EXIT_INTERNAL, JobEnd, Limits, Sandbox, SandboxError
 from attnkit.grading.worker import MEMORY_PATTERN
@@ -79,6 +84,7 @@ class Summary:
     leftovers: int = 0  # processes that outlived their notebook and were killed
     worker_seconds: dict[str, list[float]] = field(default_factory=dict)  # notebook -> fork-to-exit times
     retries: int = 0
+    tampered: list[str] = field(default_factory=list)  # "student/notebook" whose run changed guarded files
     seconds: float = 0.0
     measures: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -119,6 +125,7 @@ class Run:
     summary: Summary = field(default_factory=Summary)
     run_dir: Path | None = None
     sandbox: Sandbox | None = None
+    guard: Guard | None = None
     started: float = field(default_factory=time.monotonic)
 
 
@@ -301,6 +308,41 @@ def _cases_file(notebook: str) -> str:
     return f"cases-{Path(notebook).stem}.pt"
 
 
+def measure_sandbox(run: Run) -> None:
+    """Wait for the zygote; before anything runs, tell the instructor what is and is not protected."""
+    if not run.pending:
+        return
+    from attnkit.grading.report import sandbox_lines
+
+    run.summary.measures = run.sandbox.ready()
+    if run.progress is not False:
+        print("\n".join(sandbox_lines(run.summary.measures)), file=sys.stderr, flush=True)
+
+
+def guard_files(run: Run) -> None:
+    """Where the probe worker could write a submission, the output or the course, keep copies of them
+    (and of the cases shipped to workers) to restore after each notebook, and run one at a time so
+    that the notebook that changed them is known."""
+    inside = run.summary.measures.get("inside", {})
+    exposed = [key for key in ("submission_read_only", "output_read_only", "course_read_only")
+               if key in inside and not inside[key]]
+    if not run.pending or (not exposed and "error" not in inside):
+        return
+    import attnkit.grading.report  # noqa: F401  (imported now: nothing of ours is compiled while guarded)
+
+    folders = {"submission_read_only": run.submissions, "output_read_only": run.out,
+               "course_read_only": Path(__file__).resolve().parents[1]}
+    roots = [folder for key, folder in folders.items() if folder is not None and not inside.get(key, False)]
+    run.guard = Guard(roots + sorted(run.run_dir.glob(_cases_file("*"))))
+    if run.jobs > 1:
+        run.summary.warnings.append(f"notebooks were graded one at a time, not {run.jobs} at once, so that one "
+                                    "that changes files outside its sandbox can be named")
+        run.jobs = 1
+    if run.guard.too_big:
+        run.summary.warnings.append(f"{len(run.guard.too_big)} files too large to keep a copy of (or "
+                                    f"unreadable) could not be restored if changed: {run.guard.too_big[0]}, ...")
+
+
 def run_sandboxed(run: Run) -> None:
     """Run every pending notebook in the sandbox, `jobs` at a time, and judge what comes back."""
     if not run.pending:
@@ -321,16 +363,19 @@ def run_sandboxed(run: Run) -> None:
 
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        run.summary.measures = sandbox.ready()
         while queue or active:
             while queue and free:
                 start_next()
             end = sandbox.wait()
+            changed = run.guard.check() if run.guard is not None else []  # before another notebook starts
             job, slot, job_dir = active.pop(end.job)
             free.append(slot)
             if queue:  # keep the slot busy while this one is judged
                 start_next()
             retry = _collect(run, job, job_dir, end)
+            if changed:
+                _mark_tampered(run, job, changed)
+                retry = None
             if not os.environ.get("ATTNKIT_KEEP_RUN_DIR"):
                 shutil.rmtree(job_dir, ignore_errors=True)
             if retry is not None:
@@ -341,6 +386,30 @@ def run_sandboxed(run: Run) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         bar.close()
+    if run.guard is not None and run.guard.unrestored:
+        run.summary.warnings.append(f"could not restore {len(run.guard.unrestored)} changed files: "
+                                    + "; ".join(run.guard.unrestored[:5]))
+
+
+def _mark_tampered(run: Run, job: _Job, changed: list[str]) -> None:
+    """No points for a notebook that changed files outside its sandbox; name what it changed."""
+    sub = job.submission
+    changed = sorted(changed, key=lambda p: (os.path.isdir(p), p))  # files first: they are what was lost
+    shown = ", ".join(_shorten(run, p) for p in changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5
+                                                                else "")
+    message = (f"while this notebook ran, {len(changed)} files outside its sandbox changed ({shown}); the grader "
+               "restored them. Code that writes, deletes or moves other files gets no points.")
+    run.results[sub.student, sub.notebook].reports = [_override(ex, st.TAMPERED, message)
+                                                      for ex in exercises_for(sub.notebook)]
+    run.summary.tampered.append(f"{sub.student}/{sub.notebook}")
+
+
+def _shorten(run: Run, path: str) -> str:
+    """A changed path as the instructor knows it: relative to SUBMISSIONS or OUT where it is inside."""
+    for root, label in ((run.submissions, "SUBMISSIONS"), (run.out, "OUT")):
+        if root is not None and Path(path).is_relative_to(root.resolve()):
+            return str(Path(label) / Path(path).relative_to(root.resolve()))
+    return path
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -684,6 +753,8 @@ GRADE_STEPS: list[Callable[[Run], None]] = [
     start_sandbox,
     read_notebooks,
     draw_cases,
+    measure_sandbox,
+    guard_files,
     run_sandboxed,
     write_reports,
     summarise,
@@ -695,6 +766,8 @@ SUBMISSION_STEPS: list[Callable[[Run], None]] = [
     start_sandbox,
     read_notebooks,
     draw_cases,
+    measure_sandbox,
+    guard_files,
     run_sandboxed,
     fill_not_submitted,
 ]

@@ -16,7 +16,7 @@ from attnkit.checks.core import PASSED
 from attnkit.grading import statuses as st
 
 __all__ = ["Row", "rows", "write_all", "feedback_markdown", "gradescope_results", "render_summary",
-           "GRADES_COLUMNS"]
+           "sandbox_lines", "GRADES_COLUMNS"]
 
 GRADES_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message"]
 
@@ -180,55 +180,89 @@ def render_summary(summary) -> str:
     if summary.leftovers or summary.retries:
         lines.append(f"Killed {summary.leftovers} processes left running by submissions; re-ran "
                      f"{summary.retries} notebooks without an exercise that crashed their worker.")
-    lines += ["Sandbox: " + "; ".join(_measures(summary.measures))]
-    missing = _missing_measures(summary.measures)
-    if missing:
-        lines.append("Not available: " + "; ".join(missing))
+    if summary.tampered:
+        lines.append(f"Changed files outside their sandbox (restored; no points): {', '.join(summary.tampered)}.")
+    lines += sandbox_lines(summary.measures)
     lines += [f"Warning: {w}" for w in summary.warnings]
     if summary.out is not None:
         lines.append(f"Wrote {summary.out}/grades.csv, gradebook.csv, feedback/, gradescope/.")
     return "\n".join(lines)
 
 
-def _measures(m: dict) -> list[str]:
+_ISOLATION = {
+    "root-namespaces": "as root: an unprivileged uid per job slot ({uids}) in private mount, network and pid "
+                       "namespaces",
+    "user-namespaces": "as your user, in an unprivileged user namespace with private mount, network and pid "
+                       "namespaces, every capability dropped",
+    "root-uids": "as root without namespaces ({refused}): an unprivileged uid per job slot ({uids}), "
+                 "files protected by their permissions only",
+    "none": "NOT isolated ({refused}): student code runs as your user",
+}
+
+# What the probe worker tried from inside: the folders student code must not change (or read), then the rest.
+_FOLDERS = [("submission", "submissions"), ("output", "the output folder"), ("course", "the course files")]
+_PROBES = [("network_blocked", "no network", "network reachable"),
+           ("grader_unreachable", "the grader's processes out of reach", "the grader's processes can be signalled")]
+
+
+def _folder_measures(inside: dict, on: list[str], off: list[str]) -> list[str]:
+    """Sort the folder probes into `on` and `off`; return the names of the folders left writable."""
+    writable = []
+    for key, name in _FOLDERS:
+        if f"{key}_read_only" not in inside:
+            continue
+        hidden, read_only = inside.get(f"{key}_hidden"), inside[f"{key}_read_only"]
+        if read_only:
+            on.append(f"{name} {'hidden' if hidden else 'read-only'}")
+        else:
+            writable.append(name)
+            off.append(f"{name} writable{'' if hidden else ' and readable'}")
+    return writable
+
+
+def sandbox_lines(m: dict) -> list[str]:
+    """What the sandbox does and what its probe worker measured: "Sandbox: ..." and "Not protected: ..."."""
     if not m:
-        return ["not started (nothing ran)"]
-    limits = m.get("limits", {})
-    out = [f"forked worker per notebook from a pre-warmed zygote, own session, killed at "
+        return ["Sandbox: not started (nothing ran)"]
+    limits, inside = m.get("limits", {}), m.get("inside", {})
+    uids = f"{m['uids'][0]}-{m['uids'][-1]}" if m.get("uids") else ""
+    refused = m.get("namespaces_refused") or "namespaces refused"
+    isolation = m.get("isolation", "none")
+    on, off = [], []
+    if "error" in inside:
+        off.append(f"the probe worker failed ({inside['error']}): nothing was measured")
+    guarded = _folder_measures(inside, on, off) or (["submissions", "the output folder"] if "error" in inside else [])
+    for key, good, bad in _PROBES:
+        if key in inside:
+            (on if inside[key] else off).append(good if inside[key] else bad)
+    if "private_visible" in inside:
+        if inside["private_visible"]:
+            off.append(f"your home folder and /run are visible ({', '.join(inside['private_visible'][:3])}, ...)")
+        else:
+            on.append("your home folder and /run emptied")
+    if inside.get("writable_mounts"):
+        off.append(f"writable mounts: {', '.join(inside['writable_mounts'])}")
+    if inside.get("capabilities"):
+        off.append(f"capabilities kept ({inside['capabilities']:#x})")
+    on = [_ISOLATION.get(isolation, isolation).format(uids=uids, refused=refused),
+          "measured from inside a probe worker: " + (", ".join(on) or "nothing protected")]
+    on += [f"forked worker per notebook from a pre-warmed zygote, own session, killed at "
            f"{limits.get('timeout', 0):g} s (soft limits per cell and exercise before that)",
            f"memory cap {limits.get('memory_mb')} MiB above the worker's {m.get('vmsize_mb')} MiB (RLIMIT_AS)",
            f"output cap {limits.get('output_kb')} KiB (RLIMIT_FSIZE, SIGXFSZ ignored)",
+           f"RLIMIT_NPROC {limits.get('nproc')}" if isolation != "none" else "no process cap",
            "verdicts computed in the grader from plain arrays (npz, allow_pickle=False)"]
-    if m.get("uids"):
-        uids = m["uids"]
-        out.append(f"unprivileged uid per job slot ({uids[0]}-{uids[-1]}), all its processes killed after each "
-                   f"notebook; RLIMIT_NPROC {limits.get('nproc')}")
-    if m.get("namespaces"):
-        out.append(f"private mount namespace: file system read-only, private /tmp ({limits.get('tmp_mb')} MiB), "
-                   "submissions and output hidden; no network")
     if m.get("subreaper"):
-        out.append("orphaned processes re-parented to the zygote and killed (child subreaper)")
+        on.append("orphaned processes re-parented to the zygote and killed (child subreaper)")
+    else:
+        off.append("child subreaper: a daemon that escapes its process group may survive")
     if m.get("no_new_privs"):
-        out.append("no_new_privs (setuid programs do not elevate)")
-    return out
-
-
-def _missing_measures(m: dict) -> list[str]:
-    if not m:
-        return []
-    missing = []
-    if not m.get("uids") and m.get("root"):
-        missing.append("an unprivileged uid per job slot (see the reason below): student code runs as root, "
-                       "held only by the limits above")
-    elif not m.get("uids"):
-        missing.append("not root, so student code runs as your user: it can read and change any file you can "
-                       "(including other submissions and the output), fork without a process cap, and reach the "
-                       "network. Grade as root (e.g. in a container) for per-slot users and a read-only file system")
-    elif not m.get("namespaces"):
-        missing.append("mount/network namespaces (unshare refused, e.g. a container without CAP_SYS_ADMIN): "
-                       "files are protected by permissions only, and the network is reachable")
-    if not m.get("subreaper"):
-        missing.append("child subreaper: a daemon that escapes its process group may survive")
-    for problem in m.get("warm_problems", []):
-        missing.append(f"pre-import failed: {problem}")
-    return missing
+        on.append("no_new_privs (setuid programs do not elevate)")
+    lines = ["Sandbox: " + "; ".join(on)]
+    if off:
+        lines.append("Not protected: " + "; ".join(off) + "." + (
+            f" So the grader keeps a copy of {' and '.join(guarded)}, compares them after each notebook and "
+            "restores any change (that notebook gets 'tampered' and no points), grading one notebook at a time. "
+            "For full isolation, grade in a container (docs/grading.md)." if guarded else ""))
+    lines += [f"Warning: pre-import failed: {problem}" for problem in m.get("warm_problems", [])]
+    return lines

@@ -853,6 +853,14 @@ def _blocked_ancestors(paths: list[str]) -> list[str]:
     return sorted(blocked)
 
 
+def _read_only_at(point: str) -> bool:
+    """Is the mount at `point` read-only? (True for a mount covered by a later one: it cannot be reached.)"""
+    try:
+        return bool(os.statvfs(point).f_flag & os.ST_RDONLY)
+    except OSError:
+        return True
+
+
 def _listing(folder: str) -> list[str]:
     try:
         return sorted(os.listdir(folder))
@@ -904,7 +912,7 @@ def _attempt_escapes(samples: dict, outside: dict[str, list[str]], plan: _Plan, 
         found["capabilities"] = next((int(line.split()[1], 16) for line in f if line.startswith("CapEff:")), -1)
     with open("/proc/self/mountinfo") as f:
         points = sorted({line.split()[4].replace("\\040", " ") for line in f})
-    writable = [p for p in points if not (os.statvfs(p).f_flag & os.ST_RDONLY)] if plan.isolation.namespaces else []
+    writable = [p for p in points if plan.isolation.namespaces and not _read_only_at(p)]
     scratch = ("/proc", "/tmp", "/var/tmp", "/dev/shm")
     found["writable_mounts"] = [p for p in writable
                                 if not any(p == s or p.startswith(s + "/") for s in scratch)][:5]

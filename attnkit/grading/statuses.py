@@ -8,7 +8,7 @@ from __future__ import annotations
 from attnkit.checks.core import ERROR, FAILED, NOT_IMPLEMENTED, PASSED
 
 __all__ = ["PASSED", "FAILED", "ERROR", "NOT_IMPLEMENTED", "MISSING", "TIMEOUT", "MEMORY", "OUTPUT_LIMIT",
-           "CRASHED", "INVALID", "NOT_SUBMITTED", "UNEXPECTED_FILE", "DUPLICATE", "EXPLANATIONS", "LIMITS"]
+           "CRASHED", "INVALID", "NOT_SUBMITTED", "UNEXPECTED_FILE", "DUPLICATE", "TAMPERED", "EXPLANATIONS", "LIMITS"]
 
 MISSING = "missing"  # no function of the exercise's name, and check() was never called on one
 TIMEOUT = "timeout"
@@ -19,6 +19,7 @@ INVALID = "invalid"
 NOT_SUBMITTED = "not_submitted"
 UNEXPECTED_FILE = "unexpected_file"
 DUPLICATE = "duplicate"
+TAMPERED = "tampered"  # changed files outside its sandbox (restored by guard.py)
 
 # The resource limits: a check that exceeds one earns no points for its exercise.
 LIMITS = (TIMEOUT, MEMORY, OUTPUT_LIMIT, CRASHED)
@@ -37,4 +38,6 @@ EXPLANATIONS = {
     NOT_SUBMITTED: "the student's folder has no notebook of this name",
     UNEXPECTED_FILE: "a file that is not a released notebook (not graded; 0 of 0 points)",
     DUPLICATE: "a second copy of a notebook that was graded from another file (not graded)",
+    TAMPERED: "while it ran, the notebook changed other submissions, the output or the course files "
+              "(possible only without namespaces; the grader restored them): no points",
 }

@@ -100,7 +100,8 @@ class Guard:
         dirs = sorted((p for p, e in self.record.items() if e.kind == "dir"), key=len)
         for path in dirs:  # back, and writable while their files come back; their own modes at the end
             self._attempt(path, _make_writable_folder)
-        for path in sorted(set(now) - set(self.record), key=len, reverse=True):  # added: removed
+        added = set(now) - set(self.record)
+        for path in sorted(p for p in added if os.path.dirname(p) not in added):  # added: removed, whole
             self._attempt(path, _remove)
         for path in changed:
             entry = self.record.get(path)

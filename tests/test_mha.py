@@ -255,3 +255,34 @@ def test_from_torch_refuses_what_it_cannot_copy():
         MultiHeadAttention.from_torch(nn.MultiheadAttention(E, H, add_zero_attn=True))
     with pytest.raises(TypeError, match="`mha`.*Linear"):
         MultiHeadAttention.from_torch(nn.Linear(E, E))
+
+
+def test_half_precision_fully_masked_query_keeps_projection_gradients_finite():
+    # attnkit's MultiHeadAttention in float16, with a query that may attend to nothing, against the same
+    # weights run in float64 through torch's linear layers and F.scaled_dot_product_attention.
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(7)
+    q, k, v = torch.randn(B, L, E, generator=g), torch.randn(B, S, E, generator=g), torch.randn(B, S, E, generator=g)
+    allowed = torch.rand(L, S, generator=g) > 0.3
+    allowed[:, 0] = True
+    allowed[1] = False  # query 1 may attend to nothing
+    _, ours = pair()
+    ours = ours.half()
+    with pytest.warns(UserWarning, match="no key to attend to"):
+        out, _ = ours(q.half(), k.half(), v.half(), attn_mask=allowed)
+    out.float().sum().backward()
+
+    weights = {n: p.detach().double().requires_grad_() for n, p in ours.named_parameters()}
+
+    def proj(name, x):  # (B, length, E) -> (B, H, length, D)
+        y = F.linear(x.half().double(), weights[f"{name}.weight"], weights[f"{name}.bias"])
+        return y.view(B, -1, H, E // H).transpose(1, 2)
+
+    heads = F.scaled_dot_product_attention(proj("q_proj", q), proj("k_proj", k), proj("v_proj", v), attn_mask=allowed)
+    expected = F.linear(heads.transpose(1, 2).reshape(B, L, E), weights["out_proj.weight"], weights["out_proj.bias"])
+    expected.sum().backward()
+    torch.testing.assert_close(out.double(), expected.detach(), atol=5e-3, rtol=5e-3)
+    for name, p in ours.named_parameters():
+        assert torch.isfinite(p.grad).all(), f"{name}.grad has NaN"
+        torch.testing.assert_close(p.grad.double(), weights[name].grad, atol=2e-2, rtol=5e-3, msg=name)

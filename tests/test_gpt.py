@@ -223,3 +223,55 @@ def test_untied_lm_head_and_bad_inputs_raise(hf, ours):
         generate(ours, torch.zeros(1, 3, dtype=torch.long), 2, do_sample=True, temperature=0.0)
     with pytest.raises(ValueError, match=r"`max_new_tokens`.*-1"):
         generate(ours, torch.zeros(1, 3, dtype=torch.long), -1)
+
+
+# ---------------------------------------------------------------- from_gpt2 reads the Hugging Face config
+
+
+def tiny_gpt2(**settings) -> GPT2LMHeadModel:
+    """A random GPT-2 with n_layer=2, n_embd=32, n_head=2, vocab 50, n_positions 64 and `settings`."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=64, **settings)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # randomise biases and LayerNorm so that mix-ups show
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.normal_(mean=1.0 if "ln_" in name else 0.0, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("setting,value", [
+    ("activation_function", "relu"),
+    ("activation_function", "gelu"),  # exact GELU, not GPT-2's tanh approximation
+    ("scale_attn_weights", False),
+    ("scale_attn_by_inverse_layer_idx", True),
+    ("reorder_and_upcast_attn", True),
+    ("add_cross_attention", True),
+    ("n_inner", 48),
+])
+def test_from_gpt2_refuses_settings_it_does_not_implement(setting, value):
+    hf = tiny_gpt2(**{setting: value})
+    message = rf"GPT does not implement the GPT-2 setting {setting}={value!r}"
+    with pytest.raises(ValueError, match=message):
+        GPT.from_gpt2(hf)
+    with pytest.raises(ValueError, match=message):  # a state dict with its config: the same check
+        GPT.from_gpt2(hf.state_dict(), config=hf.config)
+
+
+@pytest.mark.parametrize("settings", [{}, {"activation_function": "gelu_pytorch_tanh"}, {"layer_norm_epsilon": 1e-2}])
+def test_from_gpt2_with_a_supported_config_matches_hugging_face(settings, idx):
+    hf = tiny_gpt2(**settings)
+    model = GPT.from_gpt2(hf).eval()  # n_head=2 from the config; the width 32 alone would not tell it
+    assert model.config.n_head == 2
+    assert model.config.layer_norm_epsilon == hf.config.layer_norm_epsilon
+    tokens = idx % 50
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), hf(tokens).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_from_gpt2_n_head_must_agree_with_the_config():
+    hf = tiny_gpt2()
+    with pytest.raises(ValueError, match=r"`n_head` to be the config's n_head=2 but got 4"):
+        GPT.from_gpt2(hf, n_head=4)
+    with pytest.raises(TypeError, match=r"`gpt2`.*GPT-2 model or its state dict.*str"):
+        GPT.from_gpt2("gpt2")

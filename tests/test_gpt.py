@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from attnkit.gpt import GPT, GPTConfig, _Decoder, _runs_as_built, generate
@@ -64,16 +64,17 @@ def test_gpt2model_state_dict_without_prefix(hf, idx):
 
 def test_cache_step_by_step_matches_hugging_face_past_key_values(hf, ours, idx):
     cache = KVCache(2, 2, 4, 20, 8)
+    # Hugging Face's cache, made by us and updated in place by every call. It goes in by position:
+    # transformers 4.x names the argument past_key_values, 5.x cache (the old name is deprecated).
+    past = DynamicCache()
     with torch.no_grad():
-        out = hf(idx[:, :5], use_cache=True)  # prefill
+        out = hf(idx[:, :5], past, use_cache=True)  # prefill
         torch.testing.assert_close(ours(idx[:, :5], cache), out.logits, atol=1e-4, rtol=1e-4)
-        past = out.past_key_values
         for t in range(5, 9):  # then one token at a time, positions continuing
-            out = hf(idx[:, t:t + 1], past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = hf(idx[:, t:t + 1], past, use_cache=True)
             torch.testing.assert_close(ours(idx[:, t:t + 1], cache), out.logits, atol=1e-4, rtol=1e-4)
-        hf_keys = past.layers[1].keys  # (B, H, S, D) after the last layer
-    assert len(cache) == 9
+    assert len(cache) == 9 and past.get_seq_length() == 9
+    hf_keys = past.layers[1].keys  # (B, H, S, D) after the last layer; Cache.layers since transformers 4.54
     torch.testing.assert_close(cache.keys[1][:, :, :9], hf_keys, atol=1e-5, rtol=1e-5)
 
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, GPTNeoConfig
 from transformers.utils import logging as hf_logging
 
 from attnkit.gpt import GPT, GPTConfig, _Decoder, _runs_as_built, generate
@@ -276,3 +276,5 @@ def test_from_gpt2_n_head_must_agree_with_the_config():
         GPT.from_gpt2(hf, n_head=4)
     with pytest.raises(TypeError, match=r"`gpt2`.*GPT-2 model or its state dict.*str"):
         GPT.from_gpt2("gpt2")
+    with pytest.raises(ValueError, match=r"`config` of a GPT-2.*'gpt_neo'"):
+        GPT.from_gpt2(hf.state_dict(), config=GPTNeoConfig())

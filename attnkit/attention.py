@@ -25,6 +25,9 @@ from attnkit.masks import to_additive
 
 __all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention"]
 
+_HALF = (torch.float16, torch.bfloat16)  # computed in float32, results rounded back, as in PyTorch
+
+
 def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Numerically stable softmax that gives zeros, not NaN, on a row whose every entry is -inf.
 
@@ -36,12 +39,18 @@ def softmax(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
     See chapters/01_attention.ipynb and chapters/03_masking.ipynb.
     """
     expect_tensor("scores", scores)
-    row_max = scores.amax(dim=dim, keepdim=True)  # (..., 1)
+    # float16/bfloat16: compute in float32 and round once at the end, as PyTorch's SDPA does.
+    # In float16 exp() of the shifted scores and the row sums lose most of their digits otherwise.
+    work = scores.float() if scores.dtype in _HALF else scores
+    row_max = work.amax(dim=dim, keepdim=True)  # (..., 1)
     fully_masked = torch.isneginf(row_max)  # (..., 1): nothing to attend to
-    shifted = scores - torch.where(fully_masked, torch.zeros_like(row_max), row_max)
-    exp = torch.exp(shifted)  # exp(-inf) = 0, so masked entries vanish
-    total = exp.sum(dim=dim, keepdim=True)
-    return torch.where(fully_masked, torch.zeros_like(exp), exp / total.clamp_min(1e-38))
+    shifted = work - torch.where(fully_masked, torch.zeros_like(row_max), row_max)
+    exp = torch.exp(shifted)  # exp(-inf) = 0, so masked entries vanish; a fully masked row is all 0
+    total = exp.sum(dim=dim, keepdim=True)  # (..., 1), at least 1 unless the row is fully masked
+    # Divide a fully masked row by 1, not 0: its weights are 0 / 1 = 0 and so are its gradients.
+    # (Computing 0 / 0 and hiding the NaN with torch.where would still send NaN into the backward.)
+    total = torch.where(fully_masked, torch.ones_like(total), total)
+    return (exp / total).to(scores.dtype)
 
 
 def masked_softmax(scores: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -81,7 +90,8 @@ def scaled_dot_product_attention(
     decoding with a cache use `attnkit.causal_mask(L, S)`, which is bottom-right aligned. A query
     whose keys are all masked gets zero weights and a zero output, as PyTorch does. Dropout is
     applied whenever `dropout_p > 0`, training or not, as in PyTorch; the returned weights are the
-    ones after dropout, i.e. the ones multiplied with V.
+    ones after dropout, i.e. the ones multiplied with V. float16/bfloat16 inputs are computed in
+    float32 and the output and weights rounded back, as in PyTorch, which keeps gradients accurate.
 
     Shapes:
         query (B..., L, E), key (B..., S, E), value (B..., S, Ev),
@@ -110,6 +120,14 @@ def scaled_dot_product_attention(
         key = key.repeat_interleave(Hq // Hk, dim=-3)
         value = value.repeat_interleave(Hq // Hk, dim=-3)
 
+    # float16/bfloat16: work in float32 and round the results once, as PyTorch's math path does.
+    # Rounding the scores to half precision first makes the gradients several times less accurate.
+    in_dtype = query.dtype
+    if in_dtype in _HALF:
+        query, key, value = query.float(), key.float(), value.float()
+        if isinstance(attn_mask, torch.Tensor) and attn_mask.dtype in _HALF:
+            attn_mask = attn_mask.float()  # a float mask is added to the scores: same precision
+
     L, S = query.shape[-2], key.shape[-2]
     scale = 1.0 / math.sqrt(E) if scale is None else scale
     # (B..., L, E) x (B..., E, S) -> (B..., L, S): one score per query-key pair
@@ -124,4 +142,4 @@ def scaled_dot_product_attention(
     if dropout_p > 0.0:
         weights = torch.dropout(weights, dropout_p, train=True)  # survivors scaled by 1/(1-p)
     output = weights @ value  # (B..., L, S) x (B..., S, Ev) -> (B..., L, Ev)
-    return output, weights
+    return output.to(in_dtype), weights.to(in_dtype)

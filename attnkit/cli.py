@@ -3,8 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's own `__version__`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("attnkit")
+    except PackageNotFoundError:
+        import attnkit
+
+        return getattr(attnkit, "__version__", "unknown")
+
+
+def _positive_seconds(option: str) -> Callable[[str], float]:
+    """An argparse `type=` for a finite number > 0; the error names `option` and what was typed."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"{option} must be a positive number of seconds, not {text!r}")
+        return value
+
+    return parse
+
+
+def _integer_at_least(option: str, minimum: int) -> Callable[[str], int]:
+    """An argparse `type=` for an integer >= `minimum`; the error names `option` and what was typed."""
+    wanted = {0: "a non-negative integer", 1: "a positive integer"}.get(minimum, f"an integer >= {minimum}")
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{option} must be {wanted}, not {text!r}")
+        return value
+
+    return parse
 
 
 def _release(args: argparse.Namespace) -> int:
@@ -62,6 +106,7 @@ def _gradescope_bundle(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="Course tools for attnkit.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("release", help="generate the student notebooks in exercises/ from solutions/")
@@ -76,11 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "defaults are set in attnkit/grading/pipeline.py; see docs/grading.md.")
     p.add_argument("submissions", metavar="SUBMISSIONS", help="one folder per student, holding the notebooks")
     p.add_argument("--out", required=True, metavar="OUT", help="folder to write the results to")
-    p.add_argument("--jobs", type=int, help="notebooks graded at once")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per notebook, cells and checks")
-    p.add_argument("--seed", type=int, help="seed of the hidden checks' inputs (same seed, same grades)")
-    p.add_argument("--memory-mb", type=int, help="memory per worker above the course's own")
-    p.add_argument("--output-kb", type=int, help="captured output per notebook")
+    p.add_argument("--jobs", type=_integer_at_least("--jobs", 1), help="notebooks graded at once")
+    p.add_argument("--timeout", type=_positive_seconds("--timeout"), metavar="SECONDS",
+                   help="wall-clock limit per notebook, cells and checks")
+    p.add_argument("--seed", type=_integer_at_least("--seed", 0),
+                   help="seed of the hidden checks' inputs (same seed, same grades)")
+    p.add_argument("--memory-mb", type=_integer_at_least("--memory-mb", 1),
+                   help="memory per worker above the course's own")
+    p.add_argument("--output-kb", type=_integer_at_least("--output-kb", 1), help="captured output per notebook")
     p.add_argument("--notebook", dest="notebooks", action="append", metavar="NAME",
                    help="grade only this released notebook (repeatable)")
     p.set_defaults(run=_grade)
@@ -91,8 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("zip", metavar="OUT.zip", help="the zip file to write")
     p.add_argument("--notebook", dest="notebooks", action="append", metavar="NAME",
                    help="the assignment's notebook (repeatable; default: all released notebooks)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="wall-clock limit per notebook")
-    p.add_argument("--memory-mb", type=int, help="memory per worker above the course's own")
+    p.add_argument("--timeout", type=_positive_seconds("--timeout"), metavar="SECONDS",
+                   help="wall-clock limit per notebook")
+    p.add_argument("--memory-mb", type=_integer_at_least("--memory-mb", 1),
+                   help="memory per worker above the course's own")
     p.add_argument("--torch", help="the torch requirement setup.sh installs from the CPU wheel index")
     p.set_defaults(run=_gradescope_bundle)
     return parser

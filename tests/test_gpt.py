@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, GPTNeoConfig
 from transformers.utils import logging as hf_logging
 
 from attnkit.gpt import GPT, GPTConfig, _Decoder, _runs_as_built, generate
@@ -64,16 +64,17 @@ def test_gpt2model_state_dict_without_prefix(hf, idx):
 
 def test_cache_step_by_step_matches_hugging_face_past_key_values(hf, ours, idx):
     cache = KVCache(2, 2, 4, 20, 8)
+    # Hugging Face's cache, made by us and updated in place by every call. It goes in by position:
+    # transformers 4.x names the argument past_key_values, 5.x cache (the old name is deprecated).
+    past = DynamicCache()
     with torch.no_grad():
-        out = hf(idx[:, :5], use_cache=True)  # prefill
+        out = hf(idx[:, :5], past, use_cache=True)  # prefill
         torch.testing.assert_close(ours(idx[:, :5], cache), out.logits, atol=1e-4, rtol=1e-4)
-        past = out.past_key_values
         for t in range(5, 9):  # then one token at a time, positions continuing
-            out = hf(idx[:, t:t + 1], past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = hf(idx[:, t:t + 1], past, use_cache=True)
             torch.testing.assert_close(ours(idx[:, t:t + 1], cache), out.logits, atol=1e-4, rtol=1e-4)
-        hf_keys = past.layers[1].keys  # (B, H, S, D) after the last layer
-    assert len(cache) == 9
+    assert len(cache) == 9 and past.get_seq_length() == 9
+    hf_keys = past.layers[1].keys  # (B, H, S, D) after the last layer; Cache.layers since transformers 4.54
     torch.testing.assert_close(cache.keys[1][:, :, :9], hf_keys, atol=1e-5, rtol=1e-5)
 
 
@@ -223,3 +224,57 @@ def test_untied_lm_head_and_bad_inputs_raise(hf, ours):
         generate(ours, torch.zeros(1, 3, dtype=torch.long), 2, do_sample=True, temperature=0.0)
     with pytest.raises(ValueError, match=r"`max_new_tokens`.*-1"):
         generate(ours, torch.zeros(1, 3, dtype=torch.long), -1)
+
+
+# ---------------------------------------------------------------- from_gpt2 reads the Hugging Face config
+
+
+def tiny_gpt2(**settings) -> GPT2LMHeadModel:
+    """A random GPT-2 with n_layer=2, n_embd=32, n_head=2, vocab 50, n_positions 64 and `settings`."""
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=50, n_positions=64, **settings)
+    model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # randomise biases and LayerNorm so that mix-ups show
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.normal_(mean=1.0 if "ln_" in name else 0.0, std=0.1)
+    return model
+
+
+@pytest.mark.parametrize("setting,value", [
+    ("activation_function", "relu"),
+    ("activation_function", "gelu"),  # exact GELU, not GPT-2's tanh approximation
+    ("scale_attn_weights", False),
+    ("scale_attn_by_inverse_layer_idx", True),
+    ("reorder_and_upcast_attn", True),
+    ("add_cross_attention", True),
+    ("n_inner", 48),
+])
+def test_from_gpt2_refuses_settings_it_does_not_implement(setting, value):
+    hf = tiny_gpt2(**{setting: value})
+    message = rf"GPT does not implement the GPT-2 setting {setting}={value!r}"
+    with pytest.raises(ValueError, match=message):
+        GPT.from_gpt2(hf)
+    with pytest.raises(ValueError, match=message):  # a state dict with its config: the same check
+        GPT.from_gpt2(hf.state_dict(), config=hf.config)
+
+
+@pytest.mark.parametrize("settings", [{}, {"activation_function": "gelu_pytorch_tanh"}, {"layer_norm_epsilon": 1e-2}])
+def test_from_gpt2_with_a_supported_config_matches_hugging_face(settings, idx):
+    hf = tiny_gpt2(**settings)
+    model = GPT.from_gpt2(hf).eval()  # n_head=2 from the config; the width 32 alone would not tell it
+    assert model.config.n_head == 2
+    assert model.config.layer_norm_epsilon == hf.config.layer_norm_epsilon
+    tokens = idx % 50
+    with torch.no_grad():
+        torch.testing.assert_close(model(tokens), hf(tokens).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_from_gpt2_n_head_must_agree_with_the_config():
+    hf = tiny_gpt2()
+    with pytest.raises(ValueError, match=r"`n_head` to be the config's n_head=2 but got 4"):
+        GPT.from_gpt2(hf, n_head=4)
+    with pytest.raises(TypeError, match=r"`gpt2`.*GPT-2 model or its state dict.*str"):
+        GPT.from_gpt2("gpt2")
+    with pytest.raises(ValueError, match=r"`config` of a GPT-2.*'gpt_neo'"):
+        GPT.from_gpt2(hf.state_dict(), config=GPTNeoConfig())

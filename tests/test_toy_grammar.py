@@ -54,3 +54,18 @@ def test_trained_model_makes_the_main_verb_agree_across_a_relative_clause():
             subject_plural = next(w for w in words if w in NOUNS or w in PLURAL_NOUNS) in PLURAL_NOUNS
             correct += (plural_mass > 0.5) == subject_plural
     assert correct >= 0.9 * len(probes), f"{correct}/{len(probes)} agree"
+
+
+def test_training_leaves_the_global_random_state_alone_and_is_deterministic():
+    corpus = make_corpus(n_sentences=200, block_size=16, seed=0)
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    model_a, loss_a = train_toy_gpt(corpus, steps=3, batch_size=4, n_embd=16, n_layer=1, n_head=2, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.rand(5)  # move the global generator on: the next run must not depend on where it is
+    model_b, loss_b = train_toy_gpt(corpus, steps=3, batch_size=4, n_embd=16, n_layer=1, n_head=2, seed=7)
+    assert loss_a == loss_b
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    _, loss_c = train_toy_gpt(corpus, steps=3, batch_size=4, n_embd=16, n_layer=1, n_head=2, seed=8)
+    assert loss_c != loss_a  # the seed is used

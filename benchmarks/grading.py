@@ -10,6 +10,9 @@ Prints two tables:
      end to end (including the zygote's start), against the 60 s target.
 
 Run: python benchmarks/grading.py [--students 100] [--jobs 2]   (about 1.5 min on 2 CPU cores).
+`--class-only` skips table 1 (no Jupyter kernel needed). As root, `--as-user USER --user-python PY` then
+grades the same class again as that ordinary user (PY: an interpreter it can run, with torch; a copy of
+the course it can read is made) and prints both wall times side by side with their ratio.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import time
 from pathlib import Path
 
 import nbformat
-from nbclient import NotebookClient
 
 from attnkit.grading import grade
 from attnkit.grading.discover import released_notebooks
@@ -35,6 +37,8 @@ TARGET_RATIO = 0.1
 
 def nbclient_seconds(path: Path) -> float:
     """Wall time of nbclient executing the notebook in a fresh python3 kernel (start to shutdown)."""
+    from nbclient import NotebookClient  # only for table 1 (an ordinary user's bare venv may lack Jupyter)
+
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(path.parent)}}).execute()
@@ -72,14 +76,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--class-only", action="store_true", help="skip the nbclient comparison")
+    parser.add_argument("--as-user", metavar="USER", help="as root: grade the class again as this ordinary user")
+    parser.add_argument("--user-python", metavar="PY", help="with --as-user: the interpreter that user runs")
     args = parser.parse_args()
+    if args.as_user and not (os.geteuid() == 0 and args.user_python):
+        parser.error("--as-user needs root and --user-python")
     notebooks = [n for n in released_notebooks() if (REPO / "solutions" / n).exists()]
     if not notebooks:
         sys.exit("no solution notebooks in solutions/")
 
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
-    print(f"nbclient: each solution notebook in a fresh kernel ({len(notebooks)} notebooks)", flush=True)
-    kernel = {name: nbclient_seconds(REPO / "solutions" / name) for name in notebooks}
+    kernel = {}
+    if not args.class_only:
+        print(f"nbclient: each solution notebook in a fresh kernel ({len(notebooks)} notebooks)", flush=True)
+        kernel = {name: nbclient_seconds(REPO / "solutions" / name) for name in notebooks}
 
     with tempfile.TemporaryDirectory(prefix="attnkit-bench-") as tmp:
         root = Path(tmp)
@@ -91,6 +102,46 @@ def main() -> None:
     everything = [s for times in summary.worker_seconds.values() for s in times]
     core_seconds = wall * args.jobs / graded
 
+    if kernel:
+        print_kernel_table(notebooks, kernel, summary, core_seconds)
+    print()
+    print(f"class: {args.students} students x {len(notebooks)} notebooks = {graded} notebooks, "
+          f"{sum(summary.rows.values())} rows, --jobs {args.jobs}, as uid {os.getuid()}, sandbox isolation "
+          f"{summary.measures.get('isolation')}")
+    print(f"wall time {wall:.1f} s end to end (target <= {TARGET_CLASS_SECONDS:g} s: "
+          f"{'met' if wall <= TARGET_CLASS_SECONDS else 'NOT met'}); {graded / wall:.1f} notebooks/s; "
+          f"worker p50 {statistics.median(everything):.3f} s, p95 {statistics.quantiles(everything, n=20)[-1]:.3f} s")
+    print(f"rows by status: {dict(sorted(summary.rows.items()))}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.as_user:
+        user_wall = run_as_user(args.as_user, args.user_python, args.students, args.jobs)
+        print(f"\nside by side: root {wall:.1f} s, {args.as_user} {user_wall:.1f} s: the ordinary user takes "
+              f"{user_wall / wall:.2f}x root's time (target <= 1.20)")
+
+
+def run_as_user(user: str, python: str, students: int, jobs: int) -> float:
+    """This benchmark's class run as `user`, from a copy of the course it can read; its wall time."""
+    import re
+    import shutil
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="attnkit-bench-user-") as tmp:
+        for name in ("attnkit", "solutions", "exercises", "benchmarks"):
+            shutil.copytree(REPO / name, Path(tmp) / name, ignore=shutil.ignore_patterns("__pycache__"))
+        subprocess.run(["chmod", "-R", "a+rX", tmp], check=True)
+        env = [f"PYTHONPATH={tmp}", "MPLBACKEND=Agg", f"HOME={os.path.expanduser('~' + user)}", "PATH=/usr/bin:/bin"]
+        print(f"\nthe same class as {user} ({python}):", flush=True)
+        done = subprocess.run(["runuser", "-u", user, "--", "env", "-i", *env, python,
+                               f"{tmp}/benchmarks/grading.py", "--class-only", "--students", str(students),
+                               "--jobs", str(jobs)], cwd=tmp, capture_output=True, text=True)
+    print(done.stdout + done.stderr[-2000:])
+    found = re.search(r"wall time ([0-9.]+) s", done.stdout)
+    if done.returncode != 0 or not found:
+        sys.exit(f"the run as {user} failed (exit {done.returncode})")
+    return float(found.group(1))
+
+
+def print_kernel_table(notebooks: list[str], kernel: dict[str, float], summary, core_seconds: float) -> None:
     print()
     print(f"{'notebook':32} {'nbclient s':>10} {'worker s':>9} {'ratio':>7} {'core-s/nb':>10} {'ratio':>7}")
     for name in notebooks:
@@ -101,15 +152,6 @@ def main() -> None:
           "core-s/nb: the class run's wall time x jobs / notebooks, startup and judging included.")
     worst = max(core_seconds / k for k in kernel.values())
     print(f"worst ratio {worst:.3f} (target <= {TARGET_RATIO}): {'met' if worst <= TARGET_RATIO else 'NOT met'}")
-
-    print()
-    print(f"class: {args.students} students x {len(notebooks)} notebooks = {graded} notebooks, "
-          f"{sum(summary.rows.values())} rows, --jobs {args.jobs}")
-    print(f"wall time {wall:.1f} s end to end (target <= {TARGET_CLASS_SECONDS:g} s: "
-          f"{'met' if wall <= TARGET_CLASS_SECONDS else 'NOT met'}); {graded / wall:.1f} notebooks/s; "
-          f"worker p50 {statistics.median(everything):.3f} s, p95 {statistics.quantiles(everything, n=20)[-1]:.3f} s")
-    print(f"rows by status: {dict(sorted(summary.rows.items()))}")
-    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -190,7 +190,7 @@ def render_summary(summary) -> str:
 
 
 _ISOLATION = {
-    "root-namespaces": "as root: an unprivileged uid per job slot ({uids}) in private mount, network and pid "
+    "root-namespaces": "as root: an unprivileged uid per job slot ({uids}) in private mount and network "
                        "namespaces",
     "user-namespaces": "as your user, in an unprivileged user namespace with private mount, network and pid "
                        "namespaces, every capability dropped",

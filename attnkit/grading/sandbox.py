@@ -9,12 +9,13 @@ worker per submission (a fork costs milliseconds; a fresh Jupyter kernel costs s
   (RLIMIT_FSIZE, with SIGXFSZ ignored, so its captured stdout/stderr stays small), CPU time, processes
   and core dumps, and sets no_new_privs (setuid programs do not elevate);
 - is isolated as strongly as the machine allows (`Isolation`), with or without root:
-  private mount, network and pid namespaces (the whole file system read-only, a small private /tmp;
+  private mount and network namespaces (the whole file system read-only, a small private /tmp;
   the submissions, the output folder and the grader's working folder hidden; the instructor's home
-  and /run emptied; no network; every process it starts dies with it), entered as root (then the
-  worker drops to a dedicated unprivileged uid per job slot) or, for an ordinary user, inside an
-  unprivileged user namespace (then it drops every capability). As root where namespaces are refused,
-  the per-slot uid alone; with neither, nothing (the grader then guards the files itself: guard.py).
+  and /run emptied; no network), entered as root (then the worker drops to a dedicated unprivileged
+  uid per job slot) or, for an ordinary user, inside an unprivileged user namespace (then it also
+  gets its own pid namespace, since it keeps the grader's uid, and drops every capability). As root
+  where namespaces are refused, the per-slot uid alone; with neither, nothing (the grader then guards
+  the files itself: guard.py).
 
 At start the zygote isolates a probe worker exactly like a job and has it try what student code must
 not do (write a submission, list the instructor's home, connect to the grader, signal it): the
@@ -66,7 +67,7 @@ class Limits:
     timeout: float  # wall-clock seconds for one notebook: its cells and every check
     memory_mb: int  # address space a worker may add to the pre-warmed process's own
     output_kb: int  # captured stdout + stderr, and the largest file a worker may write
-    nproc: int = 64  # processes per job slot's uid (root only)
+    nproc: int = 64  # processes a worker may add (per job slot uid, or inside its user namespace)
     tmp_mb: int = 64  # size of the private /tmp (root with namespaces only)
     threads: int = 1  # torch threads per worker
 
@@ -74,7 +75,7 @@ class Limits:
 class Isolation(enum.Enum):
     """How a worker is kept from the rest of the machine, strongest first (the zygote picks and measures)."""
 
-    ROOT_NAMESPACES = "root-namespaces"  # root: a uid per job slot, private mount, network and pid namespaces
+    ROOT_NAMESPACES = "root-namespaces"  # root: a uid per job slot, private mount and network namespaces
     USER_NAMESPACES = "user-namespaces"  # an ordinary user: the same namespaces inside a user namespace
     ROOT_UIDS = "root-uids"  # root where namespaces are refused: a uid per job slot, file permissions only
     NONE = "none"  # neither: student code runs as the grader's user (the pipeline guards the files)
@@ -82,6 +83,12 @@ class Isolation(enum.Enum):
     @property
     def namespaces(self) -> bool:
         return self in (Isolation.ROOT_NAMESPACES, Isolation.USER_NAMESPACES)
+
+    @property
+    def pid_namespace(self) -> bool:
+        """Only where student code runs under the grader's own uid: a uid per job slot already keeps root's
+        workers from the grader's processes (and a second fork per notebook costs ~8 ms)."""
+        return self is Isolation.USER_NAMESPACES
 
     @property
     def drops_uid(self) -> bool:
@@ -97,6 +104,7 @@ class _Plan:
     needed: list[str]  # folders the worker must still read: the Python installation, attnkit
     private: list[str]  # folders emptied but for `needed`: the instructor's home, /run
     limits: Limits
+    processes: int = 0  # the grader's user's processes at start (RLIMIT_NPROC counts them on old kernels)
 
 
 @dataclass
@@ -289,7 +297,8 @@ class _Zygote:
         self.uids = self._free_uids() if root else []
         self.scratch = Path(tempfile.mkdtemp(prefix="attnkit-probe-"))  # the probes' working folder
         problems = list(warm_problems)
-        self.plan = _Plan(Isolation.NONE, self.hide, _needed_paths(), _private_folders(), self.limits)
+        mine = sum(1 for *_, owner in _procs(with_uid=True) if owner == os.getuid())
+        self.plan = _Plan(Isolation.NONE, self.hide, _needed_paths(), _private_folders(), self.limits, mine)
         refused = ""
         if root and self.uids:
             if allow_namespaces and self._in_child(self._try, Isolation.ROOT_NAMESPACES):
@@ -319,7 +328,7 @@ class _Zygote:
             "subreaper": self.subreaper,
             "rlimit_as": True,
             "rlimit_fsize": True,
-            "rlimit_nproc": True,
+            "rlimit_nproc": self.plan.isolation is not Isolation.NONE,
             "no_new_privs": self._in_child(lambda: _prctl(_PR_SET_NO_NEW_PRIVS, 1)),
             "vmsize_mb": _vmsize() // 2**20,
             "warm_problems": problems,
@@ -658,7 +667,7 @@ def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tup
                       MPLCONFIGDIR=str(home / ".matplotlib"))
     sys.path[:0] = [str(home)]  # like a kernel started in the notebook's folder
     code = worker.run(job, out_fd, plan.limits)
-    if plan.isolation.namespaces:  # the kernel kills them when this pid 1 ends: count them for the summary
+    if plan.isolation.pid_namespace:  # the kernel kills them when this pid 1 ends: count them for the summary
         alive = sum(1 for pid, _, _, state, _ in _procs() if pid != 1 and state != "Z")
         fd = os.open(_LEFTOVERS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
         os.write(fd, str(alive).encode())
@@ -669,23 +678,28 @@ def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tup
 def _isolate(plan: _Plan, uid: int | None, home: Path) -> Path:
     """Put this process where student code may run, as `plan` says; return its home folder.
 
-    With namespaces the process forks once more: the child (pid 1 of a fresh pid namespace, so that
-    every process it starts dies with it) returns; this process waits and ends as the child did.
+    In a user namespace the process forks once more: the child (pid 1 of a fresh pid namespace, so that
+    it cannot see or signal the grader, and every process it starts dies with it) returns; this process
+    waits and ends as the child did.
     """
     if plan.isolation.namespaces:
-        _unshare(user=plan.isolation is Isolation.USER_NAMESPACES)
+        _unshare(user=plan.isolation is Isolation.USER_NAMESPACES, pid=plan.isolation.pid_namespace)
         _private_filesystem(plan)
+    if plan.isolation.pid_namespace:
         _become_pid_one()
         try:
             _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)  # only this namespace's pids
         except OSError:  # a /proc that is partly covered (some containers): keep it, read-only
             _read_only("/proc")
+    if plan.isolation.namespaces:
         home = Path("/tmp/home")
         home.mkdir(mode=0o700)
         if uid is not None:
             os.chown(home, uid, uid)
     os.chdir(home)
-    _set_limits(plan.limits, nproc=plan.isolation is not Isolation.NONE, uid=uid)
+    if plan.isolation is not Isolation.NONE:  # a job slot's own uid starts at zero processes
+        _set_nproc(plan.limits.nproc + (0 if uid is not None else plan.processes))
+    _set_limits(plan.limits)
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     if uid is not None:
         os.setgroups([])
@@ -696,10 +710,11 @@ def _isolate(plan: _Plan, uid: int | None, home: Path) -> Path:
     return home
 
 
-def _unshare(*, user: bool) -> None:
-    """New mount, network and pid namespaces (and, without root, a user namespace mapping our own ids)."""
+def _unshare(*, user: bool, pid: bool) -> None:
+    """New mount and network namespaces; without root, in a user namespace mapping our own ids, and a
+    pid namespace for the children."""
     uid, gid = os.getuid(), os.getgid()
-    flags = _CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | (_CLONE_NEWUSER if user else 0)
+    flags = _CLONE_NEWNS | _CLONE_NEWNET | (_CLONE_NEWUSER if user else 0) | (_CLONE_NEWPID if pid else 0)
     if _libc.unshare(flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"unshare: {os.strerror(err)}")
@@ -741,22 +756,24 @@ def _drop_capabilities() -> None:
         raise OSError(err, f"capset: {os.strerror(err)}")
 
 
-def _set_limits(limits: Limits, *, nproc: bool, uid: int | None) -> None:
-    def cap(kind: int, value: int) -> None:
-        _, hard = resource.getrlimit(kind)
-        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
-        resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY else hard))
+def _cap(kind: int, value: int) -> None:
+    _, hard = resource.getrlimit(kind)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(kind, (value, value if hard == resource.RLIM_INFINITY else hard))
 
-    cap(resource.RLIMIT_AS, _vmsize() + limits.memory_mb * 2**20)
-    cap(resource.RLIMIT_FSIZE, limits.output_kb * 1024)
-    cap(resource.RLIMIT_CORE, 0)
-    cap(resource.RLIMIT_CPU, int(limits.timeout * max(1, limits.threads)) + 10)
-    cap(resource.RLIMIT_NOFILE, 1024)
-    if nproc:
-        # Counted per real uid: a job slot's own uid starts at zero; the grader's own uid (user namespaces)
-        # already runs the grader and whatever else its user runs (kernels before 5.14 count those too).
-        mine = 0 if uid is not None else sum(1 for *_, owner in _procs(with_uid=True) if owner == os.getuid())
-        cap(resource.RLIMIT_NPROC, mine + limits.nproc)
+
+def _set_limits(limits: Limits) -> None:
+    _cap(resource.RLIMIT_AS, _vmsize() + limits.memory_mb * 2**20)
+    _cap(resource.RLIMIT_FSIZE, limits.output_kb * 1024)
+    _cap(resource.RLIMIT_CORE, 0)
+    _cap(resource.RLIMIT_CPU, int(limits.timeout * max(1, limits.threads)) + 10)
+    _cap(resource.RLIMIT_NOFILE, 1024)
+
+
+def _set_nproc(value: int) -> None:
+    """RLIMIT_NPROC counts the processes of the real uid: per user namespace since Linux 5.14, over the
+    whole machine before (so the grader's own user starts from what it already runs)."""
+    _cap(resource.RLIMIT_NPROC, value)
 
 
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
@@ -888,10 +905,9 @@ def _attempt_escapes(samples: dict, outside: dict[str, list[str]], plan: _Plan, 
     def write(path: str) -> None:  # opened for writing, nothing written: the file stays as it was
         os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
 
-    def create(folder: str) -> None:
-        name = os.path.join(folder, f".attnkit-probe-{os.getpid()}")
-        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.unlink(name)
+    def create(folder: str) -> None:  # the kernel's answer, without leaving a trace in a student's folder
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(folder)
 
     def connect() -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=1):

@@ -23,6 +23,7 @@ _MODULES = (
     "gpt",
     "plot",
     "widgets",
+    "diagrams",
     "checks",
 )
 

@@ -591,3 +591,13 @@ def decoding_explorer(
         return fig, f"step {t}: cache {data['cache_tokens']}"
 
     return _explorer([step], draw, shown=[widgets.HBox([play, step])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Explorers moved out of chapter cells (issue 9): chapters 2-3 add below this line
+# ---------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------
+# Explorers moved out of chapter cells (issue 9): chapters 4-5 add below this line
+# ---------------------------------------------------------------------------------------------------

@@ -7,21 +7,34 @@ passes in the grader unless a hidden case finds something the public ones did no
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from attnkit.checks.core import Case, Exercise, ExerciseReport, Misconception, run_exercise
 
-__all__ = ["check", "get_exercise", "all_exercises", "exercises_for", "Case", "Exercise", "Misconception",
-           "ExerciseReport", "run_exercise"]
+__all__ = ["check", "get_exercise", "all_exercises", "exercises_for", "grading_mode", "Case", "Exercise",
+           "Misconception", "ExerciseReport", "run_exercise"]
 
-# Set by the grader inside its worker: `check()` then records the function it is given (so the
-# function graded is the one the student checked, even if a later cell reuses its name) and runs
-# nothing. Students never need it.
-_recorder: Callable[[Exercise, Any], None] | None = None
+_recorder: Callable[[Exercise, Any], None] | None = None  # set only by grading_mode()
+
+
+@contextlib.contextmanager
+def grading_mode(record: Callable[[Exercise, Any], None]) -> Iterator[None]:
+    """Inside the grader's worker: `check(id, fn)` calls `record(exercise, fn)` and runs nothing.
+
+    So the function graded is the one the student checked, even if a later cell reuses its name.
+    Students never need it. See docs/grading.md.
+    """
+    global _recorder
+    previous, _recorder = _recorder, record
+    try:
+        yield
+    finally:
+        _recorder = previous
 
 
 def all_exercises() -> dict[str, Exercise]:

@@ -14,7 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from attnkit.grading.statuses import DUPLICATE, UNEXPECTED_FILE
+from attnkit.grading.statuses import Status
 
 __all__ = ["Submission", "Stray", "Discovery", "discover", "discover_one", "released_notebooks"]
 
@@ -40,7 +40,7 @@ class Stray:
 
     student: str
     name: str  # path relative to the student's folder
-    status: str  # UNEXPECTED_FILE or DUPLICATE
+    status: Status  # UNEXPECTED_FILE or DUPLICATE
     message: str
 
 
@@ -97,11 +97,11 @@ def _scan_student(found: Discovery, student: str, folder: Path, notebooks: list[
             path = Path(dirpath) / name
             rel = path.relative_to(folder).as_posix()
             if path.is_symlink():
-                found.strays.append(Stray(student, rel, UNEXPECTED_FILE, "a symbolic link; not graded."))
+                found.strays.append(Stray(student, rel, Status.UNEXPECTED_FILE, "a symbolic link; not graded."))
                 continue
             match = _match(name, notebooks, by_stem)
             if match is None:
-                found.strays.append(Stray(student, rel, UNEXPECTED_FILE, _unexpected_reason(name, notebooks)))
+                found.strays.append(Stray(student, rel, Status.UNEXPECTED_FILE, _unexpected_reason(name, notebooks)))
                 continue
             notebook, closeness = match
             candidates.setdefault(notebook, []).append(((closeness, depth, rel), rel, path))
@@ -114,7 +114,7 @@ def _scan_student(found: Discovery, student: str, folder: Path, notebooks: list[
             f"graded `{rel}` as {notebook} (no file named exactly `{notebook}` in your folder).")
         found.submissions.append(Submission(student, notebook, path, note))
         for _, other, _ in ranked[1:]:
-            found.strays.append(Stray(student, other, DUPLICATE,
+            found.strays.append(Stray(student, other, Status.DUPLICATE,
                                       f"another copy of {notebook}; `{rel}` was graded instead. "
                                       "Submit one file per notebook, named as released."))
 

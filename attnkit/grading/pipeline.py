@@ -40,12 +40,14 @@ import torch
 
 from attnkit.checks import exercises_for
 from attnkit.checks.core import ERROR, NOT_IMPLEMENTED, PASSED, Case, Exercise, ExerciseReport, Ran, judge
-from attnkit.grading import statuses as st
+from attnkit.grading import contract
+from attnkit.grading.contract import Outcome, Stage, Step
+from attnkit.grading.diagnose import first_line, internal_error, why_it_ended
 from attnkit.grading.discover import Discovery, Submission, discover, discover_one, released_notebooks
 from attnkit.grading.guard import Guard
 from attnkit.grading.notebook import Cell, InvalidNotebook, read_code_cells
-from attnkit.grading.sandbox import EXIT_INTERNAL, JobEnd, Limits, Sandbox, SandboxError
-from attnkit.grading.worker import MEMORY_PATTERN
+from attnkit.grading.sandbox import JobEnd, Limits, Sandbox, SandboxError
+from attnkit.grading.statuses import Status, Verdict
 
 __all__ = ["grade", "grade_submission", "GradingError", "Run", "NotebookResult", "Summary", "GRADE_STEPS",
            "SUBMISSION_STEPS", "run_steps"]
@@ -264,7 +266,7 @@ def read_notebooks(run: Run) -> None:
             cells, note = read_code_cells(sub.path)
         except (InvalidNotebook, OSError) as err:
             reason = err if isinstance(err, InvalidNotebook) else f"the file could not be read ({err.strerror})."
-            rows = [_override(ex, st.INVALID, f"{sub.path.name}: {reason}") for ex in exercises]
+            rows = [_override(ex, Status.INVALID, f"{sub.path.name}: {reason}") for ex in exercises]
             run.results[sub.student, sub.notebook] = NotebookResult(sub.student, sub.notebook, rows, notes)
             continue
         notes += [note] if note else []
@@ -399,7 +401,7 @@ def _mark_tampered(run: Run, job: _Job, changed: list[str]) -> None:
                                                                 else "")
     message = (f"while this notebook ran, {len(changed)} files outside its sandbox changed ({shown}); the grader "
                "restored them. Code that writes, deletes or moves other files gets no points.")
-    run.results[sub.student, sub.notebook].reports = [_override(ex, st.TAMPERED, message)
+    run.results[sub.student, sub.notebook].reports = [_override(ex, Status.TAMPERED, message)
                                                       for ex in exercises_for(sub.notebook)]
     run.summary.tampered.append(f"{sub.student}/{sub.notebook}")
 
@@ -422,7 +424,7 @@ def _write_job(run: Run, job_id: int, job: _Job) -> Path:
     spec = {"notebook": job.submission.notebook, "cells": [[c.index, c.source] for c in job.cells],
             "exercises": job.exercises, "seed": run.seed,
             "cases_file": str(run.run_dir / _cases_file(job.submission.notebook))}
-    with open(job_dir / "job.json", "w", encoding="utf-8") as f:
+    with open(job_dir / contract.JOB, "w", encoding="utf-8") as f:
         json.dump(spec, f)
     return job_dir
 
@@ -514,29 +516,32 @@ def _collect(run: Run, job: _Job, job_dir: Path, end: JobEnd) -> _Job | None:
     run.summary.worker_seconds.setdefault(sub.notebook, []).append(end.elapsed)
     run.summary.leftovers += end.leftovers
     run.summary.notebooks += job.attempt == 1
-    out = job_dir / "out"
-    cells = _read_json(out / "cells.json")
+    out = job_dir / contract.OUT
+    cells = _read_json(out / contract.CELLS)
     if job.attempt == 1:
         result.notes += job.notes + _cell_notes(run, cells, job)
     exercises = {ex.id: ex for ex in exercises_for(sub.notebook)}
     done: dict[str, ExerciseReport] = {}
     for index, ex_id in enumerate(job.exercises):
-        data = _read_json(out / f"ex{index}.json")
+        data = _read_json(out / contract.exercise_json(index))
         if data is not None:
-            done[ex_id] = _report(run, exercises[ex_id], data, out / f"ex{index}.npz", cells)
+            done[ex_id] = _report(run, exercises[ex_id], data, out / contract.exercise_npz(index), cells)
     unfinished = [ex_id for ex_id in job.exercises if ex_id not in done]
     retry = None
     if unfinished:
-        stage = _last_stage(out / "progress.txt")
-        culprit = stage.split(" ", 1)[1] if stage.startswith("exercise ") else None
-        why = _why_it_ended(run, end, out, job, stage)
+        stage = Stage.last(_tail(out / contract.PROGRESS, 1024))
+        culprit = stage.detail if stage.step is Step.EXERCISE else None
+        output = _tail(out / contract.OUTPUT)
+        why = why_it_ended(end, stage, job.cells, output, run.limits)
+        if why[0] is Status.CRASHED and internal_error(end, output):
+            run.summary.warnings.append(f"internal error grading {job.submission.path}:\n{output[-1500:]}")
         if culprit in unfinished:
             done[culprit] = _override(exercises[culprit], why[0], why[1])
             rest = unfinished[unfinished.index(culprit) + 1:]
             if rest:  # grade the others in a fresh worker, without the exercise that killed this one
                 retry = _Job(sub, job.cells, rest, attempt=job.attempt + 1)
             for ex_id in unfinished[:unfinished.index(culprit)]:
-                done[ex_id] = _override(exercises[ex_id], st.CRASHED, "the grader lost this exercise's results.")
+                done[ex_id] = _override(exercises[ex_id], Status.CRASHED, "the grader lost this exercise's results.")
         else:
             for ex_id in unfinished:
                 done[ex_id] = _override(exercises[ex_id], why[0], why[1])
@@ -546,74 +551,8 @@ def _collect(run: Run, job: _Job, job_dir: Path, end: JobEnd) -> _Job | None:
     return retry
 
 
-def _last_stage(path: Path) -> str:
-    """The stage the worker was in when it ended: "cell 7", "exercise 1.2", "finished"..."""
-    lines = (_tail(path, 1024) or "").strip().splitlines()
-    return lines[-1].strip().split(" ", 1)[-1] if lines else "start"
-
-
-def _where(job: _Job, stage: str) -> str:
-    if stage.startswith("cell "):
-        index = int(stage.split()[1]) if stage.split()[1].isdigit() else -1
-        return f"cell {index}{_first_line(job, index)}"
-    if stage.startswith("exercise "):
-        return f"the checks of exercise {stage.split(' ', 1)[1]}"
-    if stage == "start":
-        return "the notebook's first cell"
-    return "the end of the notebook"
-
-
-def _first_line(job: _Job, index: int) -> str:
-    for cell in job.cells:
-        if cell.index == index:
-            first = next((line.strip() for line in cell.source.splitlines() if line.strip()), "")
-            return f" (`{first[:60]}{'...' if len(first) > 60 else ''}`)" if first else ""
-    return ""
-
-
-def _why_it_ended(run: Run, end: JobEnd, out: Path, job: _Job, stage: str) -> tuple[str, str]:
-    """(status, message) for a worker that ended before writing some results."""
-    where = _where(job, stage)
-    in_cells = stage.startswith("cell ") or stage == "start"
-    after = (" Nothing after it could be graded." if in_cells
-             else " The other exercises were graded in a fresh process.")
-    tail = _tail(out / "output.txt")
-    if end.status == "exited" and end.code == EXIT_INTERNAL and "attnkit grader: internal error" in tail:
-        run.summary.warnings.append(f"internal error grading {job.submission.path}:\n{tail[-1500:]}")
-        return st.CRASHED, "the grader itself failed on this notebook; your instructor has the details."
-    if end.status == "timeout":
-        verb = "were" if where.startswith("the checks") else "was"
-        return st.TIMEOUT, (f"{where} {verb} still running when the notebook's time limit "
-                            f"({run.limits.timeout:g} s) ran out.{after} An infinite loop, or work too slow "
-                            "for the grader?")
-    if MEMORY_PATTERN.search(tail) or (end.status == "signaled" and end.signal == signal.SIGKILL):
-        return st.MEMORY, (f"{where} ran out of memory (the grader allows {run.limits.memory_mb} MiB).{after}")
-    if end.status == "signaled":
-        name = _signal_name(end.signal)
-        return st.CRASHED, f"the process crashed ({name}) while running {where}.{after}"
-    if end.code == 0 and stage == "finished-late":
-        return st.TIMEOUT, "the checks ran out of the notebook's time before reaching this exercise."
-    if end.code == 0 and stage == "finished":
-        return st.CRASHED, "the results of this exercise went missing (was a grader file deleted?)."
-    if in_cells:
-        return st.CRASHED, (f"the process ended (exit code {end.code}) while running {where}: os._exit() or a "
-                            f"crash ends the kernel, and the rest of the notebook never runs.{after}")
-    return st.CRASHED, (f"the process ended (exit code {end.code}) while running {where}: does your function "
-                        f"call os._exit() or exit()? A function must return its result.{after}")
-
-
-def _signal_name(number: int | None) -> str:
-    names = {signal.SIGSEGV: "segmentation fault", signal.SIGABRT: "aborted", signal.SIGBUS: "bus error",
-             signal.SIGFPE: "floating-point exception", signal.SIGILL: "illegal instruction",
-             signal.SIGXCPU: "CPU time limit", signal.SIGTERM: "terminated"}
-    try:
-        return names.get(number, signal.Signals(number).name)
-    except (ValueError, TypeError):
-        return f"signal {number}"
-
-
-def _override(exercise: Exercise, status: str, message: str) -> ExerciseReport:
-    return ExerciseReport(exercise, status_override=status, message_override=message)
+def _override(exercise: Exercise, status: Status, message: str) -> Verdict:
+    return Verdict(exercise, status, message)
 
 
 def _case_label(case: Case) -> str:
@@ -623,23 +562,23 @@ def _case_label(case: Case) -> str:
 def _report(run: Run, ex: Exercise, data: dict, npz: Path, cells: dict | None) -> ExerciseReport:
     """Judge one exercise's results (here, in the grader) or explain why there are none."""
     cases, expected = run.cases[ex.id], run.expected[ex.id]
-    outcome = data.get("outcome")
+    outcome = next((o for o in Outcome if o.value == data.get("outcome")), None)
     results = data.get("results") if isinstance(data.get("results"), list) else []
-    if outcome == "missing":
-        return _override(ex, st.MISSING, _missing_message(ex, cells))
-    if outcome in ("timeout", "memory", "output_limit"):
+    if outcome == Outcome.MISSING:
+        return _override(ex, Status.MISSING, _missing_message(ex, cells))
+    if outcome in (Outcome.TIMEOUT, Outcome.MEMORY, Outcome.OUTPUT_LIMIT):
         case = cases[min(len(results), len(cases) - 1)]
         messages = {
-            "timeout": f"{_case_label(case)} did not finish within this exercise's share of the notebook's "
+            Outcome.TIMEOUT: f"{_case_label(case)} did not finish within this exercise's share of the notebook's "
                        f"time limit ({run.limits.timeout:g} s in all): an infinite loop, or a very slow approach?",
-            "memory": f"{_case_label(case)} ran out of memory (the grader allows {run.limits.memory_mb} MiB); "
+            Outcome.MEMORY: f"{_case_label(case)} ran out of memory (the grader allows {run.limits.memory_mb} MiB); "
                       "are you building a much larger tensor than needed?",
-            "output_limit": f"{_case_label(case)} printed more than {run.limits.output_kb} KiB; remove the "
+            Outcome.OUTPUT_LIMIT: f"{_case_label(case)} printed more than {run.limits.output_kb} KiB; remove the "
                             "print() calls from your function.",
         }
-        return _override(ex, outcome, messages[outcome])
-    if outcome != "ran" or len(results) != len(cases):
-        return _override(ex, st.CRASHED, "the worker returned incomplete results for this exercise.")
+        return _override(ex, Status.of(outcome), messages[outcome])
+    if outcome != Outcome.RAN or len(results) != len(cases):
+        return _override(ex, Status.CRASHED, "the worker returned incomplete results for this exercise.")
     arrays = _load_arrays(npz) if npz.exists() else {}
     report = ExerciseReport(ex)
     for case, want, entry in zip(cases, expected, results, strict=True):
@@ -692,7 +631,7 @@ def _cell_notes(run: Run, cells: dict | None, job: _Job) -> list[str]:
         kind = str(problem.get("kind", "error"))
         run.summary.cell_problems[kind] += 1
         index = problem.get("cell")
-        first = _first_line(job, index) if isinstance(index, int) else ""
+        first = first_line(job.cells, index) if isinstance(index, int) else ""
         notes.append(f"cell {index}{first}: {str(problem.get('error', ''))[:400]}")
     notes += [f"{note}." for note in (cells.get("notes") or [])[:5] if isinstance(note, str)]
     return notes
@@ -712,7 +651,7 @@ def fill_not_submitted(run: Run) -> None:
         for notebook in run.notebooks:
             if (student, notebook) not in run.results:
                 run.results[student, notebook] = NotebookResult(student, notebook, [
-                    _override(ex, st.NOT_SUBMITTED, f"no {notebook} in your submission.")
+                    _override(ex, Status.NOT_SUBMITTED, f"no {notebook} in your submission.")
                     for ex in exercises_for(notebook)])
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attnkit.checks.core import PASSED
-from attnkit.grading import statuses as st
+from attnkit.grading.statuses import EXPLANATIONS, LIMITS, Status, Verdict
 
 __all__ = ["Row", "rows", "write_all", "feedback_markdown", "gradescope_results", "render_summary",
            "sandbox_lines", "GRADES_COLUMNS"]
@@ -108,9 +108,9 @@ def feedback_markdown(student: str, results: list, strays: list) -> str:
         nb_got = sum(r.points for r in res.reports)
         nb_top = sum(r.exercise.points for r in res.reports)
         lines += [f"## {res.notebook}: {_num(nb_got)} / {_num(nb_top)}", ""]
-        overrides = {(r.status_override, r.message_override) for r in res.reports}
-        if len(res.reports) > 1 and len(overrides) == 1 and None not in next(iter(overrides)):
-            status, message = next(iter(overrides))  # one reason for the whole notebook: say it once
+        verdicts = {(r.status, r.message) if isinstance(r, Verdict) else None for r in res.reports}
+        if len(res.reports) > 1 and len(verdicts) == 1 and None not in verdicts:
+            status, message = next(iter(verdicts))  # one reason for the whole notebook: say it once
             names = ", ".join(r.exercise.id for r in res.reports)
             lines += [f"Exercises {names}: {status}, 0 points.", "", "```text", message, "```", ""]
             lines += ["Notes on this notebook:", ""] + [f"- {note}" for note in res.notes] + [""] if res.notes else []
@@ -164,16 +164,15 @@ def gradescope_results(results: list, strays: list, execution_time: float | None
 def render_summary(summary) -> str:
     """The end-of-run summary: what was graded, how it went, and which protections were in force."""
     counts = summary.rows
-    graded = sum(n for s, n in counts.items() if s not in (st.UNEXPECTED_FILE, st.DUPLICATE))
-    by_status = ", ".join(f"{counts[s]} {s}" for s in (*st.EXPLANATIONS,) if counts.get(s))
-    limit_hits = sum(counts.get(s, 0) for s in st.LIMITS)
+    graded = sum(n for s, n in counts.items() if s not in (Status.UNEXPECTED_FILE, Status.DUPLICATE))
+    by_status = ", ".join(f"{counts[s]} {s}" for s in EXPLANATIONS if counts.get(s))
+    n = {status: counts.get(status, 0) for status in Status}
     lines = [f"Graded {summary.students} students, {summary.notebooks} notebooks, {graded} exercise rows in "
              f"{summary.seconds:.1f} s.",
              f"Rows by status: {by_status or 'none'}.",
-             f"Errors: {counts.get(st.ERROR, 0)} exercise rows raised, {counts.get(st.INVALID, 0)} rows from "
-             f"unreadable notebooks; limits hit: {counts.get(st.TIMEOUT, 0)} timeouts, {counts.get(st.MEMORY, 0)} "
-             f"memory, {counts.get(st.OUTPUT_LIMIT, 0)} output, {counts.get(st.CRASHED, 0)} crashed "
-             f"({limit_hits} in all)."]
+             f"Errors: {n[Status.ERROR]} exercise rows raised, {n[Status.INVALID]} rows from unreadable notebooks; "
+             f"limits hit: {n[Status.TIMEOUT]} timeouts, {n[Status.MEMORY]} memory, {n[Status.OUTPUT_LIMIT]} output, "
+             f"{n[Status.CRASHED]} crashed ({sum(n[s] for s in LIMITS)} in all)."]
     if summary.cell_problems:
         kinds = ", ".join(f"{n} {k}" for k, n in sorted(summary.cell_problems.items()))
         lines.append(f"Cells that failed (graded anyway, noted in the feedback): {kinds}.")

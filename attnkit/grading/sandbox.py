@@ -48,7 +48,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["Limits", "Isolation", "JobEnd", "Sandbox", "SandboxError", "serve", "EXIT_INTERNAL"]
+from attnkit.grading import contract
+from attnkit.grading.contract import EXIT_INTERNAL
+
+__all__ = ["Limits", "Isolation", "Ending", "JobEnd", "Sandbox", "SandboxError", "serve"]
 
 _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS, _PR_CAPBSET_DROP = 36, 38, 24
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -56,8 +59,6 @@ _CLONE_NEWNS, _CLONE_NEWNET, _CLONE_NEWPID, _CLONE_NEWUSER = 0x00020000, 0x40000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
     1, 2, 4, 8, 32, 4096, 16384, 1 << 18)
 _UID_BASE = 61000  # first uid tried for the job slots; must not belong to anyone (checked)
-EXIT_INTERNAL = 70  # the worker's own failure (a grader bug), not the student's
-_LEFTOVERS = "leftovers.txt"  # processes still alive when a pid-namespace worker ended (a count)
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,20 @@ class _Plan:
     processes: int = 0  # the grader's user's processes at start (RLIMIT_NPROC counts them on old kernels)
 
 
+class Ending(str, enum.Enum):
+    """How a worker process ended, as the zygote saw it."""
+
+    EXITED = "exited"
+    SIGNALED = "signaled"
+    TIMEOUT = "timeout"  # killed by the zygote at the deadline
+
+
 @dataclass
 class JobEnd:
     """How a worker ended, as the zygote saw it."""
 
     job: int
-    status: str  # "exited", "signaled" or "timeout"
+    status: Ending
     code: int | None = None  # exit code, when status is "exited"
     signal: int | None = None  # signal number, when "signaled" (or the kill after a timeout)
     elapsed: float = 0.0
@@ -170,7 +179,8 @@ class Sandbox:
 
     def wait(self) -> JobEnd:
         """Block until some job ends."""
-        return JobEnd(**self._read())
+        end = self._read()
+        return JobEnd(**{**end, "status": Ending(end["status"])})
 
     def close(self) -> None:
         """Stop the zygote; it kills whatever is still running."""
@@ -467,7 +477,7 @@ class _Zygote:
             except BaseException:  # a grader bug: into the captured output (or the zygote's log)
                 import traceback
 
-                os.write(2, f"attnkit grader: internal error\n{traceback.format_exc()}".encode())
+                os.write(2, f"{contract.INTERNAL_ERROR}\n{traceback.format_exc()}".encode())
             finally:
                 os._exit(code)
         self.running[pid] = {"job": request["job"], "dir": request["dir"], "slot": slot, "uid": uid, "start": start,
@@ -487,14 +497,14 @@ class _Zygote:
     def finish(self, pid: int) -> None:
         job = self.running.pop(pid)
         status = self.exited.pop(pid)
-        leftovers = self.cleanup(pid, job["uid"]) + _count_in(Path(job["dir"]) / "out" / _LEFTOVERS)
+        leftovers = self.cleanup(pid, job["uid"]) + _count_in(Path(job["dir"]) / contract.OUT / contract.LEFTOVERS)
         end = {"job": job["job"], "elapsed": round(time.monotonic() - job["start"], 3), "leftovers": leftovers}
         if job["timed_out"]:
-            end.update(status="timeout", signal=signal.SIGKILL)
+            end.update(status=Ending.TIMEOUT, signal=signal.SIGKILL)
         elif os.WIFSIGNALED(status):
-            end.update(status="signaled", signal=os.WTERMSIG(status))
+            end.update(status=Ending.SIGNALED, signal=os.WTERMSIG(status))
         else:
-            end.update(status="exited", code=os.waitstatus_to_exitcode(status))
+            end.update(status=Ending.EXITED, code=os.waitstatus_to_exitcode(status))
         self.send(end)
 
     def cleanup(self, pgid: int, uid: int | None) -> int:
@@ -643,15 +653,15 @@ def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tup
     # Everything the worker needs is read or opened now, as the grader's user, before any isolation.
     job_dir = Path(request["dir"])
     job = worker.load_job(job_dir)
-    out = job_dir / "out"
+    out = job_dir / contract.OUT
     out.mkdir(mode=0o700)
-    home = job_dir / "home"
+    home = job_dir / contract.HOME
     home.mkdir(mode=0o700)
     if uid is not None:
         os.chown(out, uid, uid)
         os.chown(home, uid, uid)
     out_fd = os.open(out, os.O_DIRECTORY | os.O_RDONLY)
-    output = os.open("output.txt", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600, dir_fd=out_fd)
+    output = os.open(contract.OUTPUT, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600, dir_fd=out_fd)
     if uid is not None:
         os.fchown(output, uid, uid)
     null = os.open(os.devnull, os.O_RDONLY)
@@ -669,7 +679,7 @@ def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tup
     code = worker.run(job, out_fd, plan.limits)
     if plan.isolation.pid_namespace:  # the kernel kills them when this pid 1 ends: count them for the summary
         alive = sum(1 for pid, _, _, state, _ in _procs() if pid != 1 and state != "Z")
-        fd = os.open(_LEFTOVERS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
+        fd = os.open(contract.LEFTOVERS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600, dir_fd=out_fd)
         os.write(fd, str(alive).encode())
         os.close(fd)
     return code

@@ -11,8 +11,8 @@ The cases come from the grader (loaded with `torch.load(weights_only=True)`). Ea
 `attnkit.checks.core.run_case`, the self-check's own code, which turns what the function returns into
 plain tensors. Those are written with `numpy.savez` (read back with `allow_pickle=False`); the verdict
 is computed in the grader. Soft time limits (SIGALRM) stop a runaway cell or exercise and grading goes
-on; the zygote's hard deadline is the backstop. Results go into the directory open as `out_fd`:
-progress.txt (what is running, so a crash can be located), cells.json, ex<N>.json and ex<N>.npz.
+on; the zygote's hard deadline is the backstop. Results go into the directory open as `out_fd`, in
+the files and words of contract.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import linecache
 import os
 import random
-import re
 import signal
 import sys
 import time
@@ -38,12 +37,11 @@ import torch
 from attnkit import checks
 from attnkit.checks import core
 from attnkit.checks.core import ERROR, PASSED, Case, Ran
+from attnkit.grading import contract
+from attnkit.grading.contract import MEMORY_PATTERN, CellProblem, Outcome, Stage, Step
 
-__all__ = ["load_job", "run", "to_arrays", "MEMORY_PATTERN"]
+__all__ = ["load_job", "run", "to_arrays"]
 
-# An allocation that failed: Python's MemoryError, torch's and numpy's messages.
-MEMORY_PATTERN = re.compile(r"MemoryError|can't allocate memory|Cannot allocate memory|not enough memory|"
-                            r"bad_alloc|Unable to allocate", re.IGNORECASE)
 _MESSAGE_CHARS = 4000  # longer messages from student code are cut
 _GRACE = 0.5  # seconds between the last soft deadline and the zygote's hard kill
 _NUMPY_DTYPES = {str(t): t for t in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
@@ -62,7 +60,7 @@ class _OutputLimit(BaseException):
 
 def load_job(job_dir: Path) -> dict:
     """The job the grader wrote: cells, exercise ids and the case inputs (safe loading only)."""
-    with open(job_dir / "job.json", encoding="utf-8") as f:
+    with open(job_dir / contract.JOB, encoding="utf-8") as f:
         job = json.load(f)
     job["cases"] = torch.load(job["cases_file"], weights_only=True)
     return job
@@ -177,7 +175,7 @@ class _Run:
         self.start = time.monotonic()
         self.end = self.start + limits.timeout - _GRACE  # the soft deadline of the whole notebook
         self.budget = {"cap": limits.output_kb * 1024, "used": 0, "exceeded": False}
-        self.progress_fd = self.open("progress.txt", append=True)
+        self.progress_fd = self.open(contract.PROGRESS, append=True)
         self.notes: list[str] = []
         self.ns: dict = {"__name__": "__main__", "__builtins__": __builtins__}
         shell = _Shell(self.ns, self.notes)
@@ -188,9 +186,9 @@ class _Run:
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         return os.open(name, flags, 0o600, dir_fd=self.out_fd)
 
-    def progress(self, stage: str) -> None:
+    def progress(self, step: Step, detail: object = "") -> None:
         """One line per stage ("cell 7", "exercise 1.2", ...), with the seconds since the fork."""
-        os.write(self.progress_fd, f"{time.monotonic() - self.start:.3f} {stage}\n".encode())
+        os.write(self.progress_fd, Stage(step, str(detail)).line(time.monotonic() - self.start))
 
     def write_json(self, name: str, data: dict) -> None:
         fd = self.open(name)
@@ -222,14 +220,14 @@ def run(job: dict, out_fd: int, limits: Any) -> int:
     sys.stdout = _CappedOutput(1, state.budget)
     sys.stderr = _CappedOutput(2, state.budget)
     recorded: dict[str, Any] = {}
-    checks._recorder = lambda exercise, fn: recorded.__setitem__(exercise.id, fn)
     try:
-        run_cells(state)
+        with checks.grading_mode(lambda exercise, fn: recorded.__setitem__(exercise.id, fn)):
+            run_cells(state)
         for index, ex_id in enumerate(job["exercises"]):
             run_exercise(state, index, ex_id, recorded, remaining=len(job["exercises"]) - index)
-        state.progress("finished")
+        state.progress(Step.FINISHED)
     except _Deadline:  # a soft deadline that fired in the worker's own code: report as a timeout
-        state.progress("finished-late")
+        state.progress(Step.FINISHED_LATE)
     sys.stdout.flush()
     return 0
 
@@ -239,14 +237,18 @@ def run_cells(state: _Run) -> None:
     cells_end = state.start + 0.6 * (state.end - state.start)  # the rest is kept for the checks
     problems = []
     pyplot = sys.modules.get("matplotlib.pyplot")
+
+    def problem(index: int, kind: CellProblem, error: str) -> None:
+        problems.append({"cell": index, "kind": kind, "error": error})
+
     for index, source in state.job["cells"]:
-        state.progress(f"cell {index}")
+        state.progress(Step.CELL, index)
         filename = f"<cell {index}>"
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         try:
             code = compile(source, filename, "exec")
         except (SyntaxError, ValueError, OverflowError) as err:
-            problems.append({"cell": index, "kind": "error", "error": _syntax_message(err)})
+            problem(index, CellProblem.ERROR, _syntax_message(err))
             continue
         try:
             state.alarm(max(cells_end - time.monotonic(), 0.2))
@@ -255,18 +257,16 @@ def run_cells(state: _Run) -> None:
             finally:
                 state.disarm()
         except _Deadline:
-            problems.append({"cell": index, "kind": "timeout", "error": "stopped: it was still running at the "
-                             "time limit (an infinite loop, or too slow for the grader)"})
+            problem(index, CellProblem.TIMEOUT, "stopped: it was still running at the time limit (an infinite "
+                    "loop, or too slow for the grader)")
         except _OutputLimit:
-            problems.append({"cell": index, "kind": "output_limit", "error": "stopped: it printed more than "
-                             f"{state.limits.output_kb} KiB"})
+            problem(index, CellProblem.OUTPUT_LIMIT, f"stopped: it printed more than {state.limits.output_kb} KiB")
         except SystemExit as err:
-            problems.append({"cell": index, "kind": "exit", "error": f"called sys.exit({err.code!r}); the grader "
-                             "went on with the next cell, as Jupyter does"})
+            problem(index, CellProblem.EXIT, f"called sys.exit({err.code!r}); the grader went on with the next "
+                    "cell, as Jupyter does")
         except BaseException as err:  # the student's error: recorded, never fatal
-            text = _exception_line(err, filename)
-            kind = "memory" if MEMORY_PATTERN.search(f"{type(err).__name__}: {err}") else "error"
-            problems.append({"cell": index, "kind": kind, "error": text})
+            memory = MEMORY_PATTERN.search(f"{type(err).__name__}: {err}")
+            problem(index, CellProblem.MEMORY if memory else CellProblem.ERROR, _exception_line(err, filename))
         if pyplot is not None:
             try:
                 pyplot.close("all")
@@ -276,7 +276,7 @@ def run_cells(state: _Run) -> None:
                        if isinstance(value, types.FunctionType | type) and not name.startswith("_")
                        and getattr(value, "__module__", None) == "__main__")[:100]
     notes = sorted(set(state.notes))
-    state.write_json("cells.json", {"problems": problems[:50], "functions": functions, "notes": notes[:20],
+    state.write_json(contract.CELLS, {"problems": problems[:50], "functions": functions, "notes": notes[:20],
                                     "output_exceeded": state.budget["exceeded"]})
 
 
@@ -301,16 +301,16 @@ def _exception_line(err: BaseException, filename: str) -> str:
 def run_exercise(state: _Run, index: int, ex_id: str, recorded: dict[str, Any], remaining: int) -> None:
     """Call the student's function on every case of one exercise; write ex<index>.json/.npz."""
     exercise = checks.get_exercise(ex_id)
-    state.progress(f"exercise {ex_id}")
+    state.progress(Step.EXERCISE, ex_id)
     fn = recorded.get(ex_id)
     if not callable(fn):
         fn = state.ns.get(exercise.function)
     if not callable(fn):
-        state.write_json(f"ex{index}.json", {"outcome": "missing"})
-        state.progress(f"done {ex_id}")
+        state.write_json(contract.exercise_json(index), {"outcome": Outcome.MISSING})
+        state.progress(Step.DONE, ex_id)
         return
     share = (state.end - time.monotonic()) / remaining
-    outcome, ran_list, detail = "ran", [], ""
+    outcome, ran_list, detail = Outcome.RAN, [], ""
     state.budget.update(used=0, exceeded=False)  # each exercise's checks may print up to the cap
     try:
         state.alarm(share)
@@ -319,22 +319,22 @@ def run_exercise(state: _Run, index: int, ex_id: str, recorded: dict[str, Any], 
                 detail = str(case_index)
                 ran = _run_case(exercise, fn, Case(str(case_index), inputs))
                 if ran.status == ERROR and MEMORY_PATTERN.search(ran.message):
-                    outcome = "memory"
+                    outcome = Outcome.MEMORY
                     break
                 ran_list.append(ran)
         finally:
             state.disarm()
     except _Deadline:
-        outcome = "timeout"
+        outcome = Outcome.TIMEOUT
     except _OutputLimit:
-        outcome = "output_limit"
+        outcome = Outcome.OUTPUT_LIMIT
     arrays, results = to_arrays(ran_list, state.budget["cap"] // 2)
     if arrays:
-        with os.fdopen(state.open(f"ex{index}.npz"), "wb") as f:
+        with os.fdopen(state.open(contract.exercise_npz(index)), "wb") as f:
             np.savez(f, **arrays)
-    state.write_json(f"ex{index}.json", {"outcome": outcome, "case": detail, "results": results,
-                                         "seconds": round(share, 2)})
-    state.progress(f"done {ex_id}")
+    state.write_json(contract.exercise_json(index), {"outcome": outcome, "case": detail, "results": results,
+                                            "seconds": round(share, 2)})
+    state.progress(Step.DONE, ex_id)
 
 
 def _run_case(exercise: Any, fn: Any, case: Case) -> Ran:

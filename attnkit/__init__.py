@@ -1,8 +1,9 @@
 """attnkit: the helper package of an interactive course on attention.
 
-Everything public is importable from here, e.g. `from attnkit import scaled_dot_product_attention`.
-Submodules load on first use, so `import attnkit` is instant and prints nothing; widgets and
-plotting (matplotlib, ipywidgets) load only when asked for.
+Everything public is importable from here, e.g. `from attnkit import scaled_dot_product_attention`,
+and listed by `dir(attnkit)` (so Jupyter's tab completion shows it). The map below says which module
+holds each name (PEP 562): a name's module loads on first use, and only that module, so
+`import attnkit` is instant and prints nothing; plotting and widgets load only when asked for.
 """
 
 from __future__ import annotations
@@ -11,33 +12,40 @@ import importlib
 
 __version__ = "0.1.0"
 
-# One concept per module; each lists its public names in __all__.
-_MODULES = (
-    "attention",
-    "masks",
-    "scoring",
-    "hard_attention",
-    "local_attention",
-    "mha",
-    "kv_cache",
-    "gpt",
-    "plot",
-    "widgets",
-    "diagrams",
-    "checks",
-)
+# One concept per module, and the public names it holds (its __all__; tests/test_api.py keeps the two equal).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "attention": ("masked_softmax", "scaled_dot_product_attention", "softmax"),
+    "masks": ("causal_mask", "combine_masks", "padding_mask", "to_additive", "to_bool"),
+    "scoring": ("AdditiveAttention", "additive_scores", "attention_from_scores", "dot_product_scores",
+                "scaled_dot_product_scores", "softmax_saturation"),
+    "hard_attention": ("MovingAverageBaseline", "argmax_hard_attention", "reinforce_gradient",
+                       "sample_hard_attention"),
+    "local_attention": ("gaussian_window", "local_window_mask", "luong_local_attention", "monotonic_alignment",
+                        "predictive_alignment"),
+    "mha": ("MultiHeadAttention", "merge_heads", "split_heads"),
+    "kv_cache": ("KVCache",),
+    "gpt": ("Block", "CausalSelfAttention", "GPT", "GPTConfig", "MLP", "generate"),
+    "plot": ("plot_softmax_saturation", "show_attention", "show_heads"),
+    "widgets": ("attention_explorer", "attention_explorer_data", "decoding_explorer", "decoding_explorer_data",
+                "heads_explorer", "heads_explorer_data", "local_attention_explorer", "local_attention_explorer_data",
+                "mask_explorer", "mask_explorer_data", "temperature_explorer", "temperature_explorer_data"),
+    "diagrams": ("COLORS",),
+    "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
+               "get_exercise", "grading_mode", "run_exercise"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
 
 
 def __getattr__(name: str):
-    for module_name in _MODULES:
-        try:
-            module = importlib.import_module(f"attnkit.{module_name}")
-        except ModuleNotFoundError as err:  # a module not written yet, or an optional extra missing
-            if err.name != f"attnkit.{module_name}":
-                raise
-            continue
-        if name in getattr(module, "__all__", ()):
-            value = getattr(module, name)
-            globals()[name] = value  # cache: later lookups are plain attribute reads
-            return value
-    raise AttributeError(f"module 'attnkit' has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attnkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"attnkit.{module}"), name)
+    globals()[name] = value  # cache: later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

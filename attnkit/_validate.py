@@ -65,7 +65,7 @@ def expect_broadcastable(name: str, x: torch.Tensor, target: Sequence[int]) -> N
         )
 
 
-def expect_mask_dtype(name: str, mask: torch.Tensor, scores_dtype: torch.dtype) -> None:
+def expect_mask_dtype(name: str, mask: torch.Tensor) -> None:
     """A mask is boolean (True = may attend) or float like the scores (added to them)."""
     if mask.dtype != torch.bool and not mask.is_floating_point():
         raise TypeError(

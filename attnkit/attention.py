@@ -66,7 +66,7 @@ def masked_softmax(scores: torch.Tensor, attn_mask: torch.Tensor | None = None) 
     expect_tensor("scores", scores)
     if attn_mask is not None:
         expect_tensor("attn_mask", attn_mask)
-        expect_mask_dtype("attn_mask", attn_mask, scores.dtype)
+        expect_mask_dtype("attn_mask", attn_mask)
         expect_broadcastable("attn_mask", attn_mask, scores.shape)
         scores = scores + to_additive(attn_mask, scores.dtype)  # bool -> 0 / -inf, float as is
     return softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1 (or 0 if fully masked)

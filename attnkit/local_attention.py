@@ -157,7 +157,7 @@ def luong_local_attention(
     window = local_window_mask(L, S, D, centers)  # (B..., L, S)
     expect_broadcastable("alignment (its window)", window, scores.shape)
     if attn_mask is not None:
-        expect_mask_dtype("attn_mask", expect_tensor("attn_mask", attn_mask), scores.dtype)
+        expect_mask_dtype("attn_mask", expect_tensor("attn_mask", attn_mask))
         expect_broadcastable("attn_mask", attn_mask, scores.shape)
 
     weights = masked_softmax(scores, combine_masks(window, attn_mask))  # (B..., L, S)

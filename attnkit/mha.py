@@ -192,7 +192,7 @@ class MultiHeadAttention(nn.Module):
         if attn_mask is None:
             return None
         expect_tensor("attn_mask", attn_mask)
-        expect_mask_dtype("attn_mask", attn_mask, dtype)
+        expect_mask_dtype("attn_mask", attn_mask)
         H = self.num_heads
         allowed = [(L, S), (B * H, L, S), (B, H, L, S)]
         if tuple(attn_mask.shape) not in allowed:
@@ -219,7 +219,7 @@ class MultiHeadAttention(nn.Module):
         if key_padding_mask is None:
             return None
         expect_tensor("key_padding_mask", key_padding_mask)
-        expect_mask_dtype("key_padding_mask", key_padding_mask, dtype)
+        expect_mask_dtype("key_padding_mask", key_padding_mask)
         if tuple(key_padding_mask.shape) != (B, S):
             raise ValueError(
                 f"Expected `key_padding_mask` shape to be {shape_str((B, S))} (B, S) "

@@ -4,10 +4,32 @@ import importlib
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import attnkit
 
-MODULES = {name: importlib.import_module(f"attnkit.{name}") for name in attnkit._MODULES}
+MODULES = {name: importlib.import_module(f"attnkit.{name}") for name in attnkit._EXPORTS}
+
+
+def test_the_export_map_lists_exactly_each_modules_public_names():
+    for name, module in MODULES.items():
+        assert tuple(sorted(attnkit._EXPORTS[name])) == tuple(sorted(module.__all__)), (
+            f"attnkit/__init__.py's _EXPORTS[{name!r}] must be {tuple(sorted(module.__all__))}")
+    modules = {p.stem for p in Path(attnkit.__file__).parent.glob("[a-z]*.py")} | {"checks"}
+    assert modules - {"cli", "release", "toy_grammar"} - set(attnkit._EXPORTS) == set(), "a module missing from the map"
+
+
+def test_dir_and_tab_completion_list_the_public_api():
+    listed = dir(attnkit)
+    assert set(attnkit.__all__) <= set(listed)
+    assert "scaled_dot_product_attention" in listed and "KVCache" in listed
+
+
+def test_importing_one_name_imports_only_its_module():
+    code = ("import sys; from attnkit import causal_mask; "
+            "print(sorted(m for m in sys.modules if m.startswith('attnkit.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['attnkit._validate', 'attnkit.masks']", out.stdout
 
 
 def test_every_public_name_resolves_to_its_module_object():

@@ -1,13 +1,19 @@
 """`attnkit grade`: grade a class's notebooks in sandboxed workers, with the self-check's own tests.
 
-One small module per step: `discover` finds SUBMISSIONS/<student>/<notebook>.ipynb, `notebook`
-reads and validates a notebook and turns its code cells into plain Python, `sandbox` runs each
-submission in a forked, resource-limited and (as root or not) isolated worker process, `guard` keeps
-and restores the files where the sandbox cannot hide them, `worker` executes the cells there and calls
-the student's functions on the grader's inputs, `pipeline` holds `grade()` (and owns the defaults),
-`report` writes the CSVs, feedback and Gradescope JSON, `statuses` names the row statuses, and
-`bundle` / `autograder` make and run the Gradescope autograder. The verdicts
-(`attnkit.checks.core.judge`) are computed in the grader's own process, never in the student's.
+One small module per part, `pipeline` first (it reads as the ordered list of steps and owns the
+defaults):
+- `state`: the options and what the steps find (`Options`, `Grading`, `Job`, `Summary`);
+- `discover`: SUBMISSIONS/<student>/<notebook>.ipynb and the files that are not graded;
+- `notebook`: reads and validates a notebook, its code cells as plain Python;
+- `sandbox`: the pre-warmed zygote (warmed by `warmup`) forking one isolated, limited worker per
+  notebook, and its probe of the protections in force; `guard`: keeps and restores the files where
+  the sandbox cannot hide them;
+- `contract`: the worker <-> grader files, outcomes and stages; `worker`: runs the cells and calls the
+  student's functions on the grader's inputs, inside the sandbox;
+- `results`: reads what a worker wrote and judges it here, in the grader (`attnkit.checks.core.judge`);
+  `diagnose`: why a worker ended early;
+- `statuses`: a row's `Status` and the grader's own `Verdict`; `report`: the CSVs, feedback, Gradescope
+  JSON and the summary; `bundle` / `autograder`: the Gradescope autograder.
 See docs/grading.md.
 """
 

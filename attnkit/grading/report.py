@@ -38,42 +38,43 @@ def _num(x: float) -> str:
     return f"{round(x, 2):g}"
 
 
-def rows(run) -> list[Row]:
+def rows(grading) -> list[Row]:
     """Every row, students in order, then notebooks in course order, then exercises."""
     out = []
-    for student in run.discovery.students:
-        for notebook in run.notebooks:
-            result = run.results.get((student, notebook))
+    for student in grading.discovery.students:
+        for notebook in grading.options.notebooks:
+            result = grading.results.get((student, notebook))
             for report in result.reports if result else []:
                 ex = report.exercise
                 out.append(Row(student, notebook, ex.id, report.points, ex.points, report.status, report.render()))
-        for stray in run.discovery.strays:
+        for stray in grading.discovery.strays:
             if stray.student == student:
                 out.append(Row(student, "", "", 0.0, 0.0, stray.status, f"{stray.name}: {stray.message}"))
     return out
 
 
-def write_all(run) -> None:
-    if run.out is None:
+def write_all(grading) -> None:
+    if grading.options.out is None:
         return
-    out = Path(run.out)
+    out = Path(grading.options.out)
     out.mkdir(parents=True, exist_ok=True)  # where student code ran unisolated it may have removed it
-    all_rows = rows(run)
+    all_rows = rows(grading)
     _write_csv(out / "grades.csv", GRADES_COLUMNS,
                ([r.student, r.notebook, r.exercise, _num(r.points), _num(r.max_points), r.status, r.message]
                 for r in all_rows))
-    stems = [Path(n).stem for n in run.notebooks]
+    notebooks = grading.options.notebooks
+    stems = [Path(n).stem for n in notebooks]
     book = []
-    for student in run.discovery.students:
-        got = [sum(r.points for r in all_rows if r.student == student and r.notebook == n) for n in run.notebooks]
-        top = [sum(r.max_points for r in all_rows if r.student == student and r.notebook == n) for n in run.notebooks]
+    for student in grading.discovery.students:
+        got = [sum(r.points for r in all_rows if r.student == student and r.notebook == n) for n in notebooks]
+        top = [sum(r.max_points for r in all_rows if r.student == student and r.notebook == n) for n in notebooks]
         book.append([student, *map(_num, got), _num(sum(got)), _num(sum(top))])
     _write_csv(out / "gradebook.csv", ["student", *stems, "total", "max_total"], book)
     written = {"feedback": set(), "gradescope": set()}
-    for student in run.discovery.students:
+    for student in grading.discovery.students:
         name = _file_name(student)
-        results = [run.results[student, n] for n in run.notebooks if (student, n) in run.results]
-        strays = [s for s in run.discovery.strays if s.student == student]
+        results = [grading.results[student, n] for n in notebooks if (student, n) in grading.results]
+        strays = [s for s in grading.discovery.strays if s.student == student]
         (out / "feedback" / f"{name}.md").write_text(feedback_markdown(student, results, strays), encoding="utf-8")
         data = gradescope_results(results, strays)
         (out / "gradescope" / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n",

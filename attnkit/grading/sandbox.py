@@ -140,31 +140,27 @@ class SandboxError(RuntimeError):
 class Sandbox:
     """The grader's handle on the zygote: start it, run jobs in slots, wait for them to end."""
 
-    def __init__(self, limits: Limits, run_dir: Path, *, hide: list[Path] = (), samples: dict[str, Path] | None = None,
-                 jobs: int = 1):
-        self.limits, self.run_dir, self.jobs = limits, Path(run_dir), jobs
+    def __init__(self, limits: Limits, work_dir: Path, *, warm_up: str, hide: list[Path] = (),
+                 samples: dict[str, Path] | None = None, jobs: int = 1):
+        self.limits, self.work_dir, self.jobs, self.warm_up = limits, Path(work_dir), jobs, warm_up
         self.hide = [str(Path(p).resolve()) for p in hide]
         # One existing file of each kind that student code must not change, for the probe to try.
         self.samples = {what: str(Path(p).resolve()) for what, p in (samples or {}).items()}
         self.measures: dict = {}
         self._proc: subprocess.Popen | None = None
 
-    def start(self) -> dict:
-        """Start the zygote and wait until it has imported everything; return its sandbox measures."""
-        self.spawn()
-        return self.ready()
-
     def spawn(self) -> None:
         """Start the zygote without waiting for it (it takes a few seconds to import torch & co.)."""
-        log = open(self.run_dir / "zygote.log", "wb")
-        config = {"limits": asdict(self.limits), "hide": self.hide, "samples": self.samples, "jobs": self.jobs}
+        log = open(self.work_dir / "zygote.log", "wb")
+        config = {"limits": asdict(self.limits), "hide": self.hide, "samples": self.samples, "jobs": self.jobs,
+                  "warm_up": self.warm_up}
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ, PYTHONHASHSEED="0", MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1",
                    PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
         self._proc = subprocess.Popen([sys.executable, "-c", "from attnkit.grading.sandbox import serve; serve()",
                                        json.dumps(config)],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
-                                      cwd=self.run_dir)
+                                      cwd=self.work_dir)
         log.close()
 
     def ready(self) -> dict:
@@ -173,7 +169,7 @@ class Sandbox:
             self.measures = self._read()["measures"]
         return self.measures
 
-    def run(self, job: int, job_dir: Path, slot: int) -> None:
+    def submit(self, job: int, job_dir: Path, slot: int) -> None:
         """Start job `job` (its files are in `job_dir`) in slot `slot` (0 .. jobs - 1)."""
         self._send({"op": "run", "job": job, "dir": str(job_dir), "slot": slot})
 
@@ -194,13 +190,6 @@ class Sandbox:
             self._proc.wait()
         self._proc = None
 
-    def __enter__(self) -> Sandbox:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _send(self, msg: dict) -> None:
         try:
             self._proc.stdin.write((json.dumps(msg) + "\n").encode())
@@ -220,7 +209,7 @@ class Sandbox:
 
     def _log_tail(self) -> str:
         try:
-            text = (self.run_dir / "zygote.log").read_text(errors="replace")[-3000:]
+            text = (self.work_dir / "zygote.log").read_text(errors="replace")[-3000:]
         except OSError:
             return ""
         return f" Its log ends with:\n{text}" if text.strip() else ""
@@ -235,47 +224,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _prctl(option: int, value: int) -> bool:
     return _libc.prctl(option, value, 0, 0, 0) == 0
-
-
-def _warm() -> list[str]:
-    """Import what notebooks use, so that each forked worker starts with it loaded."""
-    problems = []
-    import torch
-
-    torch.set_num_threads(1)  # no OpenMP thread pool before fork: a forked child would hang on it
-    import numpy  # noqa: F401
-
-    for name in ("matplotlib.pyplot", "ipywidgets", "IPython.display"):
-        try:
-            __import__(name)
-        except Exception as err:  # optional for grading; a notebook that needs it will say so
-            problems.append(f"{name}: {err}")
-    import attnkit
-    from attnkit.checks import all_exercises
-    from attnkit.grading import worker  # noqa: F401
-
-    for module in attnkit._MODULES:
-        try:
-            __import__(f"attnkit.{module}")
-        except Exception as err:
-            problems.append(f"attnkit.{module}: {type(err).__name__}: {err}")
-    for ex in all_exercises().values():  # first calls of the ops the checks use are slow: do them once here
-        try:
-            for case in ex.cases():
-                ex.invoke(ex.reference, case.inputs)
-        except Exception as err:
-            problems.append(f"exercise {ex.id}'s reference: {type(err).__name__}: {err}")
-    if "matplotlib.pyplot" in sys.modules:  # fonts, colour maps and layout code load on first use
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots()
-        fig.colorbar(ax.imshow(torch.rand(3, 4).numpy()), ax=ax)
-        ax.set_title("warm-up $x^2$")
-        ax.plot([0, 1], [1, 0], label="a")
-        ax.legend()
-        fig.canvas.draw()
-        plt.close(fig)
-    return problems
 
 
 def _vmsize() -> int:
@@ -945,6 +893,14 @@ def _attempt_escapes(samples: dict, outside: dict[str, list[str]], plan: _Plan, 
     return found
 
 
+def _call(path: str) -> list[str]:
+    """Call the warm-up function named "module:function" (handed in by the pipeline); its problems."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    return list(getattr(importlib.import_module(module), name)())
+
+
 def serve() -> None:
     """Entry point of the zygote process (`python -c "...; serve()" CONFIG`)."""
     config = json.loads(sys.argv[1])
@@ -955,7 +911,7 @@ def serve() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the grader, which closes our stdin
     zygote = _Zygote(config)
     try:
-        problems = _warm()
+        problems = _call(config["warm_up"])
         measures = zygote.probe(problems)
     except BaseException as err:
         os.write(proto_out, (json.dumps({"error": f"{type(err).__name__}: {err}"}) + "\n").encode())

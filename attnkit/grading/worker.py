@@ -167,7 +167,7 @@ def _display(*objs: Any, **kwargs: Any) -> None:
     """`display()` shim: outputs are not graded, so nothing is rendered."""
 
 
-class _Run:
+class _Worker:
     """State of one worker: the namespace, the output budget, where to write and the deadlines."""
 
     def __init__(self, job: dict, out_fd: int, limits: Any):
@@ -215,7 +215,7 @@ def run(job: dict, out_fd: int, limits: Any) -> int:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     warnings.simplefilter("ignore")
-    state = _Run(job, out_fd, limits)
+    state = _Worker(job, out_fd, limits)
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.stdout = _CappedOutput(1, state.budget)
     sys.stderr = _CappedOutput(2, state.budget)
@@ -232,7 +232,7 @@ def run(job: dict, out_fd: int, limits: Any) -> int:
     return 0
 
 
-def run_cells(state: _Run) -> None:
+def run_cells(state: _Worker) -> None:
     """Execute the code cells in order; a failing cell is recorded and the next one runs."""
     cells_end = state.start + 0.6 * (state.end - state.start)  # the rest is kept for the checks
     problems = []
@@ -298,7 +298,7 @@ def _exception_line(err: BaseException, filename: str) -> str:
     return text
 
 
-def run_exercise(state: _Run, index: int, ex_id: str, recorded: dict[str, Any], remaining: int) -> None:
+def run_exercise(state: _Worker, index: int, ex_id: str, recorded: dict[str, Any], remaining: int) -> None:
     """Call the student's function on every case of one exercise; write ex<index>.json/.npz."""
     exercise = checks.get_exercise(ex_id)
     state.progress(Step.EXERCISE, ex_id)

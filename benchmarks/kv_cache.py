@@ -27,7 +27,8 @@ from tqdm import tqdm
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from attnkit.gpt import GPT, generate
+from attnkit.decoding import generate
+from attnkit.gpt import GPT
 from attnkit.kv_cache import KVCache
 
 N_LAYER, N_HEAD, N_EMBD, VOCAB, BLOCK = 4, 4, 256, 1000, 1100

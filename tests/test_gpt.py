@@ -9,7 +9,8 @@ import torch
 from transformers import DynamicCache, GPT2Config, GPT2LMHeadModel, GPTNeoConfig
 from transformers.utils import logging as hf_logging
 
-from attnkit.gpt import GPT, GPTConfig, _Decoder, _runs_as_built, generate
+from attnkit.decoding import _Decoder, _runs_as_built, generate
+from attnkit.gpt import GPT, GPTConfig
 from attnkit.kv_cache import KVCache
 
 VOCAB, BLOCK = 101, 64

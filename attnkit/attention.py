@@ -23,7 +23,7 @@ from attnkit._validate import (
 )
 from attnkit.masks import to_additive
 
-__all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention"]
+__all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention", "attend"]
 
 _HALF = (torch.float16, torch.bfloat16)  # computed in float32, results rounded back, as in PyTorch
 
@@ -64,12 +64,17 @@ def masked_softmax(scores: torch.Tensor, attn_mask: torch.Tensor | None = None) 
     See chapters/01_attention.ipynb and chapters/03_masking.ipynb.
     """
     expect_tensor("scores", scores)
-    if attn_mask is not None:
-        expect_tensor("attn_mask", attn_mask)
-        expect_mask_dtype("attn_mask", attn_mask)
-        expect_broadcastable("attn_mask", attn_mask, scores.shape)
-        scores = scores + to_additive(attn_mask, scores.dtype)  # bool -> 0 / -inf, float as is
-    return softmax(scores, dim=-1)  # (B..., L, S), rows sum to 1 (or 0 if fully masked)
+    return softmax(scores + _bias(attn_mask, scores.shape, scores.dtype), dim=-1)  # rows sum to 1 (0 if masked)
+
+
+def _bias(attn_mask: torch.Tensor | None, scores_shape: torch.Size, dtype: torch.dtype) -> torch.Tensor | float:
+    """A user's `attn_mask`, checked, as the float added to the scores (0 / -inf for a bool mask)."""
+    if attn_mask is None:
+        return 0.0
+    expect_tensor("attn_mask", attn_mask)
+    expect_mask_dtype("attn_mask", attn_mask)
+    expect_broadcastable("attn_mask", attn_mask, scores_shape)
+    return to_additive(attn_mask, dtype)
 
 
 def scaled_dot_product_attention(
@@ -120,25 +125,40 @@ def scaled_dot_product_attention(
         key = key.repeat_interleave(Hq // Hk, dim=-3)
         value = value.repeat_interleave(Hq // Hk, dim=-3)
 
-    # float16/bfloat16: work in float32 and round the results once, as PyTorch's math path does.
-    # Rounding the scores to half precision first makes the gradients several times less accurate.
-    in_dtype = query.dtype
-    if in_dtype in _HALF:
-        query, key, value = query.float(), key.float(), value.float()
-        if isinstance(attn_mask, torch.Tensor) and attn_mask.dtype in _HALF:
-            attn_mask = attn_mask.float()  # a float mask is added to the scores: same precision
-
     L, S = query.shape[-2], key.shape[-2]
-    scale = 1.0 / math.sqrt(E) if scale is None else scale
-    # (B..., L, E) x (B..., E, S) -> (B..., L, S): one score per query-key pair
-    scores = query @ key.transpose(-2, -1) * scale
-
     if is_causal:
         if attn_mask is not None:
             raise ValueError("Expected either `attn_mask` or `is_causal=True`, not both")
         # top-left aligned, like PyTorch: query i sees keys 0..i whatever S is
         attn_mask = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-    weights = masked_softmax(scores, attn_mask)  # (B..., L, S), rows sum to 1 (0 if fully masked)
+    scores_shape = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
+    bias = _bias(attn_mask, scores_shape, torch.float32 if query.dtype in _HALF else query.dtype)
+    return attend(query, key, value, bias, dropout_p=dropout_p, scale=scale)
+
+
+def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: torch.Tensor | float = 0.0, *,
+           dropout_p: float = 0.0, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The computation of `scaled_dot_product_attention` on inputs already checked: the one place
+    where scores, mask, softmax, dropout and the weighted sum meet (MultiHeadAttention calls it too).
+
+    `bias` is the mask as a float added to the scores (0 keeps, -inf blocks). float16/bfloat16 run in
+    float32 and the output and weights are rounded back once, as PyTorch's math path does (rounding the
+    scores to half precision first makes the gradients several times less accurate).
+
+    Shapes: query (B..., L, E), key (B..., S, E), value (B..., S, Ev), bias broadcastable to (B..., L, S)
+    -> output (B..., L, Ev), weights (B..., L, S).
+
+    See chapters/01_attention.ipynb.
+    """
+    in_dtype = query.dtype
+    if in_dtype in _HALF:
+        query, key, value = query.float(), key.float(), value.float()
+        if isinstance(bias, torch.Tensor):
+            bias = bias.float()  # added to the scores: same precision
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    # (B..., L, E) x (B..., E, S) -> (B..., L, S): one score per query-key pair
+    scores = query @ key.transpose(-2, -1) * scale
+    weights = softmax(scores + bias, dim=-1)  # (B..., L, S), rows sum to 1 (0 if fully masked)
     if dropout_p > 0.0:
         weights = torch.dropout(weights, dropout_p, train=True)  # survivors scaled by 1/(1-p)
     output = weights @ value  # (B..., L, S) x (B..., S, Ev) -> (B..., L, Ev)

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from attnkit._validate import expect_dims, expect_mask_dtype, expect_size, expect_tensor, shape_str
-from attnkit.attention import scaled_dot_product_attention
-from attnkit.masks import causal_mask, combine_masks
+from attnkit.attention import attend
+from attnkit.masks import causal_mask, combine_masks, to_additive
 
 __all__ = ["split_heads", "merge_heads", "MultiHeadAttention"]
 
@@ -63,8 +63,9 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 class MultiHeadAttention(nn.Module):
     """Batch-first multi-head attention with the arguments of `nn.MultiheadAttention` and SDPA masks.
 
-    Projects queries, keys and values with q_proj/k_proj/v_proj, runs
-    `attnkit.scaled_dot_product_attention` on all heads at once, merges the heads and applies out_proj.
+    Projects queries, keys and values with q_proj/k_proj/v_proj, runs `attnkit.attend` (the computation
+    of `attnkit.scaled_dot_product_attention`) on all heads at once, merges the heads and applies
+    out_proj. The masks are checked and combined once, here, into one float added to the scores.
 
     NOTE -- BOOLEAN MASKS ARE THE INVERSE OF `nn.MultiheadAttention`'s!
         Here, as in `F.scaled_dot_product_attention` and everywhere in attnkit, True means
@@ -164,19 +165,22 @@ class MultiHeadAttention(nn.Module):
         expect_size("value", value, 0, B, "the batch size B of `query`")
         expect_size("value", value, 1, S, "the key length S")
 
-        # Both masks become broadcastable to the scores (B, H, L, S), True/0 = may attend.
+        # The masks, each checked here once, become one float added to the scores (B, H, L, S): 0 = may
+        # attend, -inf = blocked. attend() takes it as it is (no second check, no second conversion).
         mask = combine_masks(
             self._prepare_attn_mask(attn_mask, B, L, S, query.dtype),
             self._prepare_key_padding_mask(key_padding_mask, B, S, query.dtype),
             causal_mask(L, S, device=query.device) if is_causal else None,  # (L, S)
         )
+        half = query.dtype in (torch.float16, torch.bfloat16)  # attend() works in float32 for these
+        bias = 0.0 if mask is None else to_additive(mask, torch.float32 if half else query.dtype)
 
         q = split_heads(self.q_proj(query), H)  # (B, L, E) -> (B, H, L, D)
         k = split_heads(self.k_proj(key), H)  # (B, S, kdim) -> (B, S, E) -> (B, H, S, D)
         v = split_heads(self.v_proj(value), H)  # (B, S, vdim) -> (B, S, E) -> (B, H, S, D)
         dropout_p = self.dropout if self.training else 0.0
         # every head at once: (B, H, L, D) x (B, H, D, S) -> (B, H, L, S), then x (B, H, S, D)
-        out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out, weights = attend(q, k, v, bias, dropout_p=dropout_p)
         out = self.out_proj(merge_heads(out))  # (B, H, L, D) -> (B, L, E)
 
         if not need_weights:

@@ -55,7 +55,8 @@ def test_public_functions_document_shapes_and_their_chapter():
             obj = getattr(module, name)
             if inspect.isfunction(obj) and not name.endswith("_data"):
                 doc = inspect.getdoc(obj) or ""
-                assert "Shapes:" in doc or "shape" in doc.lower(), f"{module.__name__}.{name}: no Shapes: section"
+                assert "\nShapes:" in doc or doc.startswith("Shapes:") or "\n    Shapes:" in doc, (
+                    f"{module.__name__}.{name}: no `Shapes:` section")
                 assert "chapters/" in doc, f"{module.__name__}.{name}: no backlink to its chapter"
 
 

@@ -601,3 +601,74 @@ def decoding_explorer(
 # ---------------------------------------------------------------------------------------------------
 # Explorers moved out of chapter cells (issue 9): chapters 4-5 add below this line
 # ---------------------------------------------------------------------------------------------------
+
+
+CACHE_KINDS = ("full", "sliding window", "window + sink")
+
+
+def cache_growth_explorer_data(
+    step: int, cache: str = "full", *, prompt_len: int = 5, window: int = 4, sinks: int = 1, B: int = 1,
+    H: int = 4, D: int = 12,
+) -> dict[str, Any]:
+    """What a layer's KV cache holds after the prefill of `prompt_len` tokens and `step` decode steps.
+
+    "full" keeps every position; "sliding window" the last `window`; "window + sink" the first `sinks`
+    positions and the last `window - sinks` (StreamingLLM's attention sinks). The newest query attends
+    to every position held.
+
+    Shapes: -> dict: "seen", "held", "new", "evicted" (position lists), "shape" (B, H, S, D), S = len(held).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    from attnkit.diagrams import cache_positions
+
+    if cache not in CACHE_KINDS:
+        raise ValueError(f"Expected `cache` in {CACHE_KINDS} but got {cache!r}")
+    kept = {"full": (None, 0), "sliding window": (window, 0), "window + sink": (window, sinks)}[cache]
+    data: dict[str, Any] = dict(cache_positions(step, prompt_len, window=kept[0], sinks=kept[1]))
+    data["shape"] = (B, H, len(data["held"]), D)
+    return data
+
+
+def cache_growth_explorer(
+    tokens: Sequence[object] | None = None, *, prompt_len: int = 5, steps: int = 8, window: int = 4, sinks: int = 1,
+    H: int = 4, D: int = 12,
+) -> ipywidgets.VBox:
+    """Step through decoding with a KV cache: after the prefill, each step writes one more key and value.
+
+    Controls: "step" (0 = after the prefill, k = after k decode steps) and "cache" (full, sliding
+    window of `window` positions, or `sinks` first positions + the last window - sinks). Draws the
+    layer's K and V, H slabs deep, with the keys the newest query attends to.
+
+    Shapes: tokens prompt_len + steps items (names of the positions) -> widget; cache (1, H, S, D).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import ipywidgets as widgets
+
+    from attnkit.diagrams import cache_panel
+
+    names = _labels(tokens, prompt_len + steps, "tokens")
+    step = widgets.IntSlider(description="step", min=0, max=steps, value=0)
+    kind = widgets.Dropdown(description="cache", options=list(CACHE_KINDS), value="full")
+
+    def draw() -> tuple[Figure, str]:
+        data = cache_growth_explorer_data(step.value, kind.value, prompt_len=prompt_len, window=window, sinks=sinks,
+                                          H=H, D=D)
+        col = 0.55
+        width, height = 2.2 + (prompt_len + steps) * col + 1.6, 4.4
+        fig = _figure(width * 0.85, height * 0.85)
+        ax = fig.subplots()
+        ax.set(xlim=(0, width), ylim=(0, height), aspect="equal")
+        ax.axis("off")
+        what = "prefill: the whole prompt" if step.value == 0 else f"decode step {step.value}: one new token"
+        if data["evicted"]:
+            what += f" ({len(data['evicted'])} evicted: dashed)"
+        cache_panel(ax, 1.0, 0.1, data, H=H, D=D, labels=names, title=f"{kind.value} cache, {what}", col=col)
+        held = [names[p] for p in data["held"]]
+        return fig, f"step {step.value}, {kind.value}: shape {data['shape']}, newest query attends to {held}"
+
+    return _explorer([step, kind], draw)
+
+
+__all__ += ["cache_growth_explorer", "cache_growth_explorer_data"]

@@ -672,3 +672,71 @@ def cache_growth_explorer(
 
 
 __all__ += ["cache_growth_explorer", "cache_growth_explorer_data"]
+
+
+def show_head_origin(heads: Sequence[torch.Tensor], titles: Sequence[str]) -> Figure:
+    """Side by side, each (L, D) head of a labelled tensor (entry 10 l + e = token l, feature e), coloured by token.
+
+    Shows where a split put each number: in a right split every row of a head is one token (one colour).
+
+    Shapes: heads: (L, D) tensors of labels -> a Figure with one panel each.
+
+    See chapters/04_multi_head_attention.ipynb.
+    """
+    fig = _figure(3 * len(heads), 3)
+    for ax, t, title in zip(fig.subplots(1, len(heads)), heads, titles, strict=True):
+        ax.imshow(t // 10, cmap="tab10", vmin=0, vmax=9)
+        for i in range(t.shape[0]):
+            for j in range(t.shape[1]):
+                ax.text(j, i, f"{int(t[i, j]):02d}", ha="center", va="center", fontsize=9)
+        ax.set(title=title, xlabel="feature within the head (D)", ylabel="row of the head (L)",
+               xticks=range(t.shape[1]), yticks=range(t.shape[0]))
+    fig.suptitle("colour = source token (label 23 = token 2, feature 3)")
+    return fig
+
+
+def decoding_rows(model: Any, prompt: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, list[list[Any]]]:
+    """Greedy decoding with a KVCache, recording the newest token's attention over the cache in every layer.
+
+    The rows are recomputed from each layer's input (a forward pre-hook) and its cached keys, since
+    the model's fused attention never materialises its weights. Feed them to `decoding_explorer`.
+
+    Shapes: prompt (1, L) -> tokens (1, L + max_new_tokens), rows[layer][step] (H, S_t), S_t = L + step.
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import math
+
+    import torch
+
+    from attnkit.kv_cache import KVCache
+    from attnkit.mha import split_heads
+
+    c = model.config
+    E, H = c.n_embd, c.n_head
+    kv = KVCache(c.n_layer, 1, H, c.block_size, E // H)
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [block.attn.register_forward_pre_hook(lambda module, args, i=i: seen.__setitem__(i, args[0]))
+             for i, block in enumerate(model.transformer.h)]
+    tokens, rows = prompt, [[] for _ in range(c.n_layer)]
+    try:
+        with torch.no_grad():
+            logits = model(prompt, kv)  # prefill: (1, L, V)
+            for step in range(max_new_tokens + 1):
+                for layer, block in enumerate(model.transformer.h):
+                    q = block.attn.c_attn(seen[layer][:, -1:]).split(E, dim=2)[0]  # (1, 1, E): newest query
+                    keys = kv.keys[layer][:, :, :kv.seq_len]  # (1, H, S_t, D): the whole cache
+                    scores = split_heads(q, H) @ keys.transpose(-2, -1) / math.sqrt(E // H)  # (1, H, 1, S_t)
+                    rows[layer].append(torch.softmax(scores, dim=-1)[0, :, 0])  # (H, S_t)
+                if step == max_new_tokens:
+                    break
+                next_token = logits[:, -1].argmax(dim=-1, keepdim=True)  # (1, 1)
+                tokens = torch.cat([tokens, next_token], dim=1)  # (1, L + step + 1)
+                logits = model(next_token, kv)  # one step: the cache grows by one position
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tokens, rows
+
+
+__all__ += ["show_head_origin", "decoding_rows"]

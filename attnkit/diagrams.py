@@ -272,6 +272,7 @@ def cache_panel(ax, x: float, y: float, positions: dict[str, list[int]], *, H: i
     Each column is one position (D numbers per head); new positions have a red edge, evicted ones
     are dashed outlines, and the newest token's query (orange) points at the keys it attends to.
     Shapes: positions from `cache_positions`; the cache is (B, H, S, D), S = len(held).
+    See chapters/05_kv_cache.ipynb.
     """
     from matplotlib.patches import Rectangle
 

@@ -684,7 +684,10 @@ def show_head_origin(heads: Sequence[torch.Tensor], titles: Sequence[str]) -> Fi
     See chapters/04_multi_head_attention.ipynb.
     """
     fig = _figure(3 * len(heads), 3)
+    import numpy as np
+
     for ax, t, title in zip(fig.subplots(1, len(heads)), heads, titles, strict=True):
+        t = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)  # (L, D) labels
         ax.imshow(t // 10, cmap="tab10", vmin=0, vmax=9)
         for i in range(t.shape[0]):
             for j in range(t.shape[1]):

@@ -159,9 +159,194 @@ def write_figures(folder: Path = FIGURES_DIR, *, check: bool = False) -> list[Pa
 # ---------------------------------------------------------------------------------------------------
 
 
+def _column(ax, x: float, y: float, n: int, *, cell: float, color: str, labels: Sequence[str] = (),
+            gaps_every: int = 0, gap: float = 0.0, fontsize: float = 7) -> list[tuple[float, float]]:
+    """A vertical vector of n cells, top to bottom (cell 0 on top), with a gap after every `gaps_every`
+    cells; returns the (bottom, top) y-range of each group of cells."""
+    from matplotlib.patches import Rectangle
+
+    groups, top = [], y
+    size = gaps_every or n
+    for g in range(0, n, size):
+        group_top = top
+        for i in range(g, min(g + size, n)):
+            ax.add_patch(Rectangle((x, top - cell), cell, cell, facecolor=color, edgecolor=COLORS["text"], lw=0.6))
+            if labels:
+                ax.text(x + cell / 2, top - cell / 2, labels[i], ha="center", va="center", fontsize=fontsize,
+                        color=COLORS["text"])
+            top -= cell
+        groups.append((top, group_top))
+        top -= gap
+    return groups
+
+
+@figure("04_heads_split_merge")
+def heads_split_merge(E: int = 8, H: int = 2):
+    """One token's vector cut into H heads of D = E / H features, attended per head, concatenated, times W_O^T.
+
+    Shapes: x (E,) -> q = x W_Q^T (E,) -> H pieces q_h (D,) -> head_h (D,) -> Concat (E,) -> Concat W_O^T (E,).
+    See chapters/04_multi_head_attention.ipynb.
+    """
+    import torch
+    from matplotlib.patches import Rectangle
+
+    from attnkit.mha import split_heads
+
+    D = E // H
+    # Which feature of the token goes to which head: split_heads on the feature numbers themselves.
+    owner = split_heads(torch.arange(E, dtype=torch.float32).view(1, 1, E), H)[0, :, 0]  # (H, D)
+    features = [str(int(f)) for f in owner.flatten()]
+    cell, gap = 0.42, 0.35
+    height = E * cell + (H - 1) * gap
+    fig, ax = canvas(15.0, height + 2.6)
+    top = height + 1.3
+    tint = ["#fbd3a8", "#f28e2b", "#fde3c7", "#d9731a"]  # alternating shades of the query colour
+
+    ax.text(0.75, top + 0.35, f"token x\n(E = {E})", ha="center", va="bottom", fontsize=9)
+    _column(ax, 0.55, top, E, cell=cell, color=COLORS["neutral"], labels=[str(e) for e in range(E)])
+    arrow(ax, (1.1, top - height / 2), (2.9, top - height / 2), r"$q = x\,W_Q^\top$", fontsize=10)
+    ax.text(2.0, top - height / 2 - 0.45, "(and k, v for\nevery token)", ha="center", va="top", fontsize=7)
+
+    # q, cut into H pieces: head h owns features hD .. (h+1)D - 1
+    ax.text(3.2, top + 0.35, f"q (E = {E}),\ncut into H = {H}", ha="center", va="bottom", fontsize=9)
+    groups = _column(ax, 3.0, top, E, cell=cell, color=COLORS["query"], gaps_every=D, gap=gap)
+    for h, (bottom, group_top) in enumerate(groups):
+        for i in range(D):  # shades alternate between heads, so the cut shows
+            ax.add_patch(Rectangle((3.0, group_top - (i + 1) * cell), cell, cell,
+                                   facecolor=tint[h % len(tint)], edgecolor=COLORS["text"], lw=0.6))
+            ax.text(3.0 + cell / 2, group_top - (i + 0.5) * cell, features[h * D + i], ha="center", va="center",
+                    fontsize=7)
+        mid = (bottom + group_top) / 2
+        ax.text(2.9, mid, f"$q_{h}$", ha="right", va="center", fontsize=10)
+        arrow(ax, (3.5, mid), (4.9, mid))
+        formula = rf"$\mathrm{{softmax}}(q_{h} K_{h}^\top / \sqrt{{{D}}})\, V_{h}$"
+        box(ax, 4.9, mid - 0.55, 4.0, 1.1, f"head {h}:  {formula}\n"
+            f"$K_{h}, V_{h}$: features {h * D}..{(h + 1) * D - 1} of every token's k, v",
+            color=COLORS["weight"], fontsize=7.5, alpha=0.55)
+        arrow(ax, (8.9, mid), (10.5, mid), f"head$_{h}$ (D = {D})")
+
+    ax.text(10.75, top + 0.35, f"Concat\n(H x D = {E})", ha="center", va="bottom", fontsize=9)
+    _column(ax, 10.55, top, E, cell=cell, color=COLORS["output"], labels=features, gaps_every=D, gap=gap)
+    arrow(ax, (11.1, top - height / 2), (13.0, top - height / 2), r"$\cdot\, W_O^\top$", fontsize=10)
+    ax.text(12.05, top - height / 2 - 0.2, f"W_O: (E, E) = ({E}, {E})\nmixes the heads", ha="center",
+            va="top", fontsize=7)
+    ax.text(13.3, top + 0.35, f"output\n(E = {E})", ha="center", va="bottom", fontsize=9)
+    _column(ax, 13.1, top, E, cell=cell, color=COLORS["neutral"], labels=[""] * E)
+    ax.text(7.5, 0.25, f"E = {E} features, H = {H} heads of D = E / H = {D}; weights in nn.Linear's layout "
+            r"(out, in), applied as $x\,W^\top$", ha="center", va="bottom", fontsize=8)
+    return fig
+
+
+__all__ += ["heads_split_merge"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Chapter 5: the KV cache
 # ---------------------------------------------------------------------------------------------------
+
+
+def cache_positions(step: int, prompt_len: int, *, window: int | None = None, sinks: int = 0) -> dict[str, list[int]]:
+    """Which positions a KV cache holds after prefilling `prompt_len` tokens and `step` decode steps.
+
+    Full cache: every position. With `window`: the first `sinks` positions (attention sinks) and the
+    last `window - sinks`. "new" are the positions this step added; the newest query attends to "held".
+
+    Shapes: -> dict of position lists: "seen" (prompt_len + step), "held" (S), "new", "evicted".
+    See chapters/05_kv_cache.ipynb.
+    """
+    if not (isinstance(step, int) and step >= 0 and prompt_len >= 1):
+        raise ValueError(f"Expected `step` >= 0 and `prompt_len` >= 1 but got {step!r}, {prompt_len!r}")
+    if window is not None and not 0 <= sinks < window:
+        raise ValueError(f"Expected 0 <= `sinks` < `window` but got sinks={sinks}, window={window}")
+    seen = list(range(prompt_len + step))
+    held = seen if window is None or len(seen) <= window else seen[:sinks] + seen[len(seen) - (window - sinks):]
+    new = seen[:prompt_len] if step == 0 else [seen[-1]]
+    return {"seen": seen, "held": held, "new": [p for p in new if p in held],
+            "evicted": [p for p in seen if p not in held]}
+
+
+def cache_panel(ax, x: float, y: float, positions: dict[str, list[int]], *, H: int, D: int, B: int = 1,
+                labels: Sequence[str] | None = None, title: str = "", col: float = 0.55) -> None:
+    """Draw one moment of a layer's KV cache at (x, y) (lower left): keys above values, H slabs deep.
+
+    Each column is one position (D numbers per head); new positions have a red edge, evicted ones
+    are dashed outlines, and the newest token's query (orange) points at the keys it attends to.
+    Shapes: positions from `cache_positions`; the cache is (B, H, S, D), S = len(held).
+    See chapters/05_kv_cache.ipynb.
+    """
+    from matplotlib.patches import Rectangle
+
+    seen, held, new = positions["seen"], positions["held"], set(positions["new"])
+    names = [str(p) for p in seen] if labels is None else [str(labels[p]) for p in seen]
+    slab_h, depth = 0.7, 0.08  # height of a head's (S, D) slab; offset between heads
+    for row, (name, role) in enumerate([("V", "value"), ("K", "key")]):
+        y0 = y + 0.6 + row * (slab_h + 0.3 + depth * H)
+        for h in reversed(range(H)):  # back slabs first
+            dx, dy = h * depth, h * depth
+            for i, p in enumerate(seen):
+                cx = x + i * col + dx
+                if p in held:
+                    ax.add_patch(Rectangle((cx, y0 + dy), col, slab_h, facecolor=COLORS[role],
+                                           alpha=1.0 if h == 0 else 0.45, edgecolor=COLORS["text"], lw=0.5))
+                elif h == 0:
+                    ax.add_patch(Rectangle((cx, y0), col, slab_h, fill=False, edgecolor="#999999", lw=0.8,
+                                           linestyle="--"))
+        for i, p in enumerate(seen):
+            if p in new:
+                ax.add_patch(Rectangle((x + i * col, y0), col, slab_h, fill=False, edgecolor=COLORS["output"], lw=2))
+        ax.text(x - 0.15, y0 + slab_h / 2, name, ha="right", va="center", fontsize=11, color=COLORS[role],
+                fontweight="bold")
+    for i, name in enumerate(names):
+        ax.text(x + (i + 0.5) * col, y + 0.5, name, ha="center", va="top", fontsize=7, rotation=60
+                if max(map(len, names)) > 3 else 0, color="#999999" if seen[i] not in held else COLORS["text"])
+    # the newest token's query: one arrow per attended key, drawn above the K slabs
+    key_top = y + 0.6 + 2 * slab_h + 0.3 + depth * H + 0.05
+    qx = x + (len(seen) - 0.5) * col
+    qy = key_top + 0.75
+    ax.add_patch(Rectangle((qx - col / 2, qy), col, 0.35, facecolor=COLORS["query"], edgecolor=COLORS["text"], lw=0.6))
+    ax.text(qx + col * 0.7, qy + 0.17, "q of the newest token", ha="left", va="center", fontsize=7)
+    for i, p in enumerate(seen):
+        if p in held:
+            ax.annotate("", xy=(x + (i + 0.5) * col, key_top), xytext=(qx, qy),
+                        arrowprops={"arrowstyle": "-|>", "color": COLORS["query"], "lw": 0.7, "shrinkA": 0,
+                                    "shrinkB": 1, "alpha": 0.8})
+    S = len(held)
+    ax.text(x - 0.5, qy + 0.5, f"{title}\nK and V: (B, H, S, D) = ({B}, {H}, {S}, {D})", ha="left", va="bottom",
+            fontsize=8.5)
+
+
+@figure("05_cache_growth")
+def cache_growth(prompt: Sequence[str] = ("the", "robots", "that", "the", "child"), steps: int = 3):
+    """A layer's KV cache after the prefill of the prompt and after each of `steps` decode steps (toy GPT sizes).
+
+    Shapes: keys and values (B, H, S, D) with S = len(prompt) + step, H and D those of attnkit's toy GPT.
+    See chapters/05_kv_cache.ipynb.
+    """
+    import inspect
+
+    from attnkit.toy_grammar import train_toy_gpt
+
+    defaults = inspect.signature(train_toy_gpt).parameters  # the chapter's model: n_head, n_embd
+    H, E = defaults["n_head"].default, defaults["n_embd"].default
+    D = E // H
+    L = len(prompt)
+    labels = [*prompt, *(f"new {i}" for i in range(1, steps + 1))]
+    col, panel_h = 0.55, 4.4
+    panel_w = 1.0 + (L + steps) * col + 1.6
+    rows = (steps + 2) // 2
+    fig, ax = canvas(2 * panel_w, rows * panel_h + 0.7)
+    for step in range(steps + 1):
+        x, y = 0.7 + (step % 2) * panel_w, 0.7 + (rows - 1 - step // 2) * panel_h
+        title = ("prefill: the whole prompt at once" if step == 0
+                 else f"decode step {step}: one new token")
+        cache_panel(ax, x, y, cache_positions(step, L), H=H, D=D, labels=labels, title=title, col=col)
+    ax.text(panel_w, 0.1, f"one column = one position: D = {D} numbers in each of H = {H} heads (drawn one "
+            "behind the other);\nred edge = written in this step; the newest query attends to every cached key",
+            ha="center", va="bottom", fontsize=8)
+    return fig
+
+
+__all__ += ["cache_positions", "cache_panel", "cache_growth"]
 
 
 if __name__ == "__main__":

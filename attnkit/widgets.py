@@ -601,3 +601,145 @@ def decoding_explorer(
 # ---------------------------------------------------------------------------------------------------
 # Explorers moved out of chapter cells (issue 9): chapters 4-5 add below this line
 # ---------------------------------------------------------------------------------------------------
+
+
+CACHE_KINDS = ("full", "sliding window", "window + sink")
+
+
+def cache_growth_explorer_data(
+    step: int, cache: str = "full", *, prompt_len: int = 5, window: int = 4, sinks: int = 1, B: int = 1,
+    H: int = 4, D: int = 12,
+) -> dict[str, Any]:
+    """What a layer's KV cache holds after the prefill of `prompt_len` tokens and `step` decode steps.
+
+    "full" keeps every position; "sliding window" the last `window`; "window + sink" the first `sinks`
+    positions and the last `window - sinks` (StreamingLLM's attention sinks). The newest query attends
+    to every position held.
+
+    Shapes: -> dict: "seen", "held", "new", "evicted" (position lists), "shape" (B, H, S, D), S = len(held).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    from attnkit.diagrams import cache_positions
+
+    if cache not in CACHE_KINDS:
+        raise ValueError(f"Expected `cache` in {CACHE_KINDS} but got {cache!r}")
+    kept = {"full": (None, 0), "sliding window": (window, 0), "window + sink": (window, sinks)}[cache]
+    data: dict[str, Any] = dict(cache_positions(step, prompt_len, window=kept[0], sinks=kept[1]))
+    data["shape"] = (B, H, len(data["held"]), D)
+    return data
+
+
+def cache_growth_explorer(
+    tokens: Sequence[object] | None = None, *, prompt_len: int = 5, steps: int = 8, window: int = 4, sinks: int = 1,
+    H: int = 4, D: int = 12,
+) -> ipywidgets.VBox:
+    """Step through decoding with a KV cache: after the prefill, each step writes one more key and value.
+
+    Controls: "step" (0 = after the prefill, k = after k decode steps) and "cache" (full, sliding
+    window of `window` positions, or `sinks` first positions + the last window - sinks). Draws the
+    layer's K and V, H slabs deep, with the keys the newest query attends to.
+
+    Shapes: tokens prompt_len + steps items (names of the positions) -> widget; cache (1, H, S, D).
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import ipywidgets as widgets
+
+    from attnkit.diagrams import cache_panel
+
+    names = _labels(tokens, prompt_len + steps, "tokens")
+    step = widgets.IntSlider(description="step", min=0, max=steps, value=0)
+    kind = widgets.Dropdown(description="cache", options=list(CACHE_KINDS), value="full")
+
+    def draw() -> tuple[Figure, str]:
+        data = cache_growth_explorer_data(step.value, kind.value, prompt_len=prompt_len, window=window, sinks=sinks,
+                                          H=H, D=D)
+        col = 0.55
+        width, height = 2.2 + (prompt_len + steps) * col + 1.6, 4.4
+        fig = _figure(width * 0.85, height * 0.85)
+        ax = fig.subplots()
+        ax.set(xlim=(0, width), ylim=(0, height), aspect="equal")
+        ax.axis("off")
+        what = "prefill: the whole prompt" if step.value == 0 else f"decode step {step.value}: one new token"
+        if data["evicted"]:
+            what += f" ({len(data['evicted'])} evicted: dashed)"
+        cache_panel(ax, 1.0, 0.1, data, H=H, D=D, labels=names, title=f"{kind.value} cache, {what}", col=col)
+        held = [names[p] for p in data["held"]]
+        return fig, f"step {step.value}, {kind.value}: shape {data['shape']}, newest query attends to {held}"
+
+    return _explorer([step, kind], draw)
+
+
+__all__ += ["cache_growth_explorer", "cache_growth_explorer_data"]
+
+
+def show_head_origin(heads: Sequence[torch.Tensor], titles: Sequence[str]) -> Figure:
+    """Side by side, each (L, D) head of a labelled tensor (entry 10 l + e = token l, feature e), coloured by token.
+
+    Shows where a split put each number: in a right split every row of a head is one token (one colour).
+
+    Shapes: heads: (L, D) tensors of labels -> a Figure with one panel each.
+
+    See chapters/04_multi_head_attention.ipynb.
+    """
+    fig = _figure(3 * len(heads), 3)
+    import numpy as np
+
+    for ax, t, title in zip(fig.subplots(1, len(heads)), heads, titles, strict=True):
+        t = np.asarray(t.detach().cpu() if hasattr(t, "detach") else t)  # (L, D) labels
+        ax.imshow(t // 10, cmap="tab10", vmin=0, vmax=9)
+        for i in range(t.shape[0]):
+            for j in range(t.shape[1]):
+                ax.text(j, i, f"{int(t[i, j]):02d}", ha="center", va="center", fontsize=9)
+        ax.set(title=title, xlabel="feature within the head (D)", ylabel="row of the head (L)",
+               xticks=range(t.shape[1]), yticks=range(t.shape[0]))
+    fig.suptitle("colour = source token (label 23 = token 2, feature 3)")
+    return fig
+
+
+def decoding_rows(model: Any, prompt: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, list[list[Any]]]:
+    """Greedy decoding with a KVCache, recording the newest token's attention over the cache in every layer.
+
+    The rows are recomputed from each layer's input (a forward pre-hook) and its cached keys, since
+    the model's fused attention never materialises its weights. Feed them to `decoding_explorer`.
+
+    Shapes: prompt (1, L) -> tokens (1, L + max_new_tokens), rows[layer][step] (H, S_t), S_t = L + step.
+
+    See chapters/05_kv_cache.ipynb.
+    """
+    import math
+
+    import torch
+
+    from attnkit.kv_cache import KVCache
+    from attnkit.mha import split_heads
+
+    c = model.config
+    E, H = c.n_embd, c.n_head
+    kv = KVCache(c.n_layer, 1, H, c.block_size, E // H)
+    seen: dict[int, torch.Tensor] = {}
+    hooks = [block.attn.register_forward_pre_hook(lambda module, args, i=i: seen.__setitem__(i, args[0]))
+             for i, block in enumerate(model.transformer.h)]
+    tokens, rows = prompt, [[] for _ in range(c.n_layer)]
+    try:
+        with torch.no_grad():
+            logits = model(prompt, kv)  # prefill: (1, L, V)
+            for step in range(max_new_tokens + 1):
+                for layer, block in enumerate(model.transformer.h):
+                    q = block.attn.c_attn(seen[layer][:, -1:]).split(E, dim=2)[0]  # (1, 1, E): newest query
+                    keys = kv.keys[layer][:, :, :kv.seq_len]  # (1, H, S_t, D): the whole cache
+                    scores = split_heads(q, H) @ keys.transpose(-2, -1) / math.sqrt(E // H)  # (1, H, 1, S_t)
+                    rows[layer].append(torch.softmax(scores, dim=-1)[0, :, 0])  # (H, S_t)
+                if step == max_new_tokens:
+                    break
+                next_token = logits[:, -1].argmax(dim=-1, keepdim=True)  # (1, 1)
+                tokens = torch.cat([tokens, next_token], dim=1)  # (1, L + step + 1)
+                logits = model(next_token, kv)  # one step: the cache grows by one position
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return tokens, rows
+
+
+__all__ += ["show_head_origin", "decoding_rows"]

@@ -204,7 +204,7 @@ def local_attention_explorer_data(
     Shapes: -> dict: "centers" (L,), "window" (L, S) bool, "weights" (L, S), and for the chosen query
         "row" (S,), "center" float, "gaussian" (200,), its Gaussian factor at "gaussian_positions" (200,).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     import torch
 
@@ -245,7 +245,7 @@ def local_attention_explorer(L: int = 12, S: int = 12, E: int = 8, seed: int = 0
 
     Shapes: L queries, S keys of width E (seeded random) -> widget.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     import ipywidgets as widgets
     from matplotlib.patches import Rectangle

@@ -143,6 +143,94 @@ def write_figures(folder: Path = FIGURES_DIR, *, check: bool = False) -> list[Pa
 # Chapter 1: attention in four steps
 # ---------------------------------------------------------------------------------------------------
 
+__all__ += ["four_steps", "four_steps_numbers"]
+
+# The running example of chapter 1 (its section 2): four fruits described by (sweet, sour, red), each with a
+# price as its value, and the query "sweet and red". The chapter types the same numbers in a cell;
+# tests/test_diagrams_ch01.py checks that the two agree.
+_FRUITS = ("apple", "lemon", "cherry", "banana")
+_FEATURES = ("sweet", "sour", "red")
+_FRUIT_KEYS = ((0.8, 0.3, 0.9), (0.1, 1.0, 0.0), (0.9, 0.2, 1.0), (0.9, 0.0, 0.0))
+_FRUIT_VALUES = ((1.0,), (0.5,), (4.0,), (0.3,))
+_FRUIT_QUERY = (1.0, 0.0, 1.0)
+
+
+def _tint(color: str, amount: float = 0.55) -> str:
+    """`color` mixed with white (amount 0: unchanged, 1: white), so that dark text on it stays readable."""
+    rgb = [int(color[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in rgb)
+
+
+def four_steps_numbers() -> dict[str, Any]:
+    """The four steps of scaled dot-product attention for chapter 1's fruit query, computed with torch.
+
+    Shapes: query (3,), keys (4, 3), values (4, 1) -> scores, scaled, weights (4,); products (4, 1); output (1,).
+    See chapters/01_attention.ipynb.
+    """
+    import math
+
+    import torch
+
+    query = torch.tensor(_FRUIT_QUERY)  # (d_k,) with d_k = 3
+    keys = torch.tensor(_FRUIT_KEYS)  # (S, d_k) with S = 4
+    values = torch.tensor(_FRUIT_VALUES)  # (S, Dv) with Dv = 1
+    scores = keys @ query  # step 1: (S, d_k) x (d_k,) -> (S,)
+    scaled = scores / math.sqrt(len(query))  # step 2: (S,)
+    weights = torch.softmax(scaled, dim=-1)  # step 3: (S,), sums to 1
+    products = weights[:, None] * values  # (S, 1) * (S, Dv) -> (S, Dv): each value times its weight
+    output = products.sum(dim=0)  # step 4: (S, Dv) -> (Dv,)
+    return {"fruits": _FRUITS, "features": _FEATURES, "query": query, "keys": keys, "values": values,
+            "scores": scores, "scaled": scaled, "weights": weights, "products": products, "output": output}
+
+
+@figure("01_four_steps")
+def four_steps():
+    """The four steps for one query, with the numbers of chapter 1's fruit lookup: scores, scale, softmax, sum.
+
+    Shapes: query (3,), keys (4, 3), values (4, 1) -> scores (4,), weights (4,), output (1,).
+    See chapters/01_attention.ipynb.
+    """
+    n = four_steps_numbers()
+    S, cell = len(n["fruits"]), 0.6
+    fig, ax = canvas(15.4, 4.6)
+    y0 = 0.7  # bottom of the key rows; row i of every column sits at the same height
+
+    def column(x: float, values, color: str, label: str, fmt: str = "{:.2f}") -> None:
+        grid(ax, x, y0, [[v] for v in values], cell=cell, color=color, fmt=fmt, label=label, fontsize=9)
+
+    def step(x0: float, x1: float, text: str) -> None:
+        arrow(ax, (x0, y0 + S * cell / 2), (x1, y0 + S * cell / 2), text, fontsize=10)
+
+    # the query above the keys, the features named over both
+    grid(ax, 1.2, y0 + S * cell + 0.5, [n["query"].tolist()], cell=cell, color=_tint(COLORS["query"]), fmt="{:g}",
+         fontsize=9)
+    for j, feature in enumerate(n["features"]):
+        ax.text(1.2 + (j + 0.5) * cell, y0 + S * cell + 0.5 + cell + 0.1, feature, ha="center", va="bottom",
+                fontsize=9, color=COLORS["text"])
+    ax.text(1.1, y0 + S * cell + 0.5 + cell / 2, "query q", ha="right", va="center", fontsize=10)
+    grid(ax, 1.2, y0, n["keys"].tolist(), cell=cell, color=_tint(COLORS["key"]), fmt="{:g}", fontsize=9)
+    for i, fruit in enumerate(n["fruits"]):
+        ax.text(1.1, y0 + (S - 0.5 - i) * cell, fruit, ha="right", va="center", fontsize=10)
+    ax.text(1.2 + 1.5 * cell, y0 - 0.15, "keys K", ha="center", va="top", fontsize=10)
+
+    step(3.1, 4.5, r"1. $q \cdot k_j$")
+    column(4.5, n["scores"].tolist(), _tint(COLORS["score"]), "scores")
+    step(5.2, 6.6, r"2. $\div \sqrt{3}$")
+    column(6.6, n["scaled"].tolist(), _tint(COLORS["score"]), "scaled")
+    step(7.3, 8.7, "3. softmax")
+    column(8.7, n["weights"].tolist(), _tint(COLORS["weight"]), "weights")
+    ax.text(8.7 + cell / 2, y0 - 0.15, f"sum: {n['weights'].sum().item():.2f}", ha="center", va="top", fontsize=9)
+    ax.text(9.75, y0 + S * cell / 2, r"$\times$", ha="center", va="center", fontsize=14)
+    column(10.2, n["values"][:, 0].tolist(), _tint(COLORS["value"]), "values", fmt="{:g}")
+    ax.text(10.2 + cell / 2, y0 - 0.15, "(prices)", ha="center", va="top", fontsize=9)
+    ax.text(11.25, y0 + S * cell / 2, "=", ha="center", va="center", fontsize=14)
+    column(11.7, n["products"][:, 0].tolist(), _tint(COLORS["weight"], 0.8), "products")
+    step(12.4, 13.6, "4. sum")
+    box(ax, 13.6, y0 + S * cell / 2 - 0.5, 1.5, 1.0, f"output\n{n['output'].item():.2f}",
+        color=_tint(COLORS["output"]), fontsize=11)
+    return fig
+
+
 
 # ---------------------------------------------------------------------------------------------------
 # Chapter 2: self-attention (x -> q, k, v)

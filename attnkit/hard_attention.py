@@ -69,7 +69,7 @@ def sample_hard_attention(
     Shapes: weights (B..., L, S), value (B..., S, Ev)
         -> output (B..., L, Ev), index (B..., L) int64, one_hot (B..., L, S) in value's dtype.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     _expect_weights_value(weights, value)
     index = _sample_index(weights.detach(), 1, generator)[0]  # (1, B..., L) -> (B..., L)
@@ -88,7 +88,7 @@ def argmax_hard_attention(
     Shapes: weights (B..., L, S), value (B..., S, Ev)
         -> output (B..., L, Ev), index (B..., L) int64, one_hot (B..., L, S) in value's dtype.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     _expect_weights_value(weights, value)
     index = weights.detach().argmax(dim=-1)  # (B..., L)
@@ -107,7 +107,7 @@ class MovingAverageBaseline:
 
     Shapes: `update(rewards (N, B...))` -> value (B...), one baseline per distribution.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
 
     decay: float = 0.9  # weight of the past; Xu et al. use 0.9
@@ -122,7 +122,7 @@ class MovingAverageBaseline:
 
         Shapes: rewards (N, B...) -> value (B...).
 
-        See chapters/01_attention.ipynb.
+        See chapters/01b_classic_attention.ipynb.
         """
         expect_tensor("rewards", rewards)
         rewards = rewards.detach() if rewards.is_floating_point() else rewards.float()
@@ -151,7 +151,7 @@ def reinforce_gradient(
         call's rewards) and then updated with them; on its first call, with no history, each sample
         is baselined by the mean of the other samples' rewards. A float or (B...) tensor is used as is.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     expect_tensor("logits", logits)
     expect_ndim("logits", logits, 1, "(..., S)")

@@ -57,7 +57,7 @@ def local_window_mask(L: int, S: int, D: float, centers: torch.Tensor) -> torch.
 
     Shapes: centers (B..., L) -> mask (B..., L, S).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     _expect_D(D, positive=False)
     _expect_centers(centers, L)
@@ -73,7 +73,7 @@ def monotonic_alignment(L: int, *, device: torch.device | str | None = None) -> 
 
     Shapes: -> centers (L,) float32.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     if isinstance(L, bool) or not isinstance(L, int) or L < 0:
         raise ValueError(f"Expected `L` to be a non-negative int but got {L!r}")
@@ -88,7 +88,7 @@ def predictive_alignment(h: torch.Tensor, W_p: torch.Tensor, v_p: torch.Tensor, 
 
     Shapes: h (B..., L, E), W_p (A, E), v_p (A,) -> centers (B..., L).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     expect_tensor("h", h)
     expect_ndim("h", h, 1, "(..., L, E)")
@@ -107,7 +107,7 @@ def gaussian_window(positions: torch.Tensor, centers: torch.Tensor, D: float) ->
 
     Shapes: positions (S,), centers (B..., L) -> (B..., L, S).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     _expect_D(D, positive=True)
     expect_tensor("positions", positions)
@@ -139,7 +139,7 @@ def luong_local_attention(
     Shapes: query (B..., L, E), key (B..., S, E), value (B..., S, Ev), alignment centres
         broadcastable to (B..., L) -> output (B..., L, Ev), weights (B..., L, S).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     expect_tensor("value", value)
     scores = scaled_dot_product_scores(query, key, scale)  # (B..., L, S)

@@ -204,7 +204,7 @@ def local_attention_explorer_data(
     Shapes: -> dict: "centers" (L,), "window" (L, S) bool, "weights" (L, S), and for the chosen query
         "row" (S,), "center" float, "gaussian" (200,), its Gaussian factor at "gaussian_positions" (200,).
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     import torch
 
@@ -245,7 +245,7 @@ def local_attention_explorer(L: int = 12, S: int = 12, E: int = 8, seed: int = 0
 
     Shapes: L queries, S keys of width E (seeded random) -> widget.
 
-    See chapters/01_attention.ipynb.
+    See chapters/01b_classic_attention.ipynb.
     """
     import ipywidgets as widgets
     from matplotlib.patches import Rectangle
@@ -743,3 +743,68 @@ def decoding_rows(model: Any, prompt: torch.Tensor, max_new_tokens: int) -> tupl
 
 
 __all__ += ["show_head_origin", "decoding_rows"]
+
+# ---------------------------------------------------------------------------------------------------
+# Explorers moved out of chapter 1
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["training_explorer", "training_explorer_data"]
+
+
+def training_explorer_data(
+    snapshots: dict[int, torch.Tensor], step: int, example: int, where: torch.Tensor
+) -> dict[str, Any]:
+    """One probe example's attention at one training step, with its entropy and the weight on the right key.
+
+    Shapes: snapshots {step: (N, S)} (N probe examples), where (N,) the matching key's position -> dict:
+        "weights" (S,), "entropy" float (nats), "on_match" float, "match" int.
+
+    See chapters/01b_classic_attention.ipynb.
+    """
+    import torch
+
+    if step not in snapshots:
+        raise ValueError(f"Expected `step` to be one of {sorted(snapshots)} but got {step!r}")
+    weights = torch.as_tensor(snapshots[step]).detach()  # (N, S)
+    if weights.dim() != 2 or not 0 <= example < weights.shape[0]:
+        raise ValueError(f"Expected snapshots of shape (N, S) and `example` in [0, N) but got "
+                         f"{tuple(weights.shape)}, {example!r}")
+    row = weights[example]  # (S,)
+    match = int(where[example])
+    return {"weights": row, "entropy": _entropy(row).item(), "on_match": row[match].item(), "match": match}
+
+
+def training_explorer(
+    snapshots: dict[int, torch.Tensor],
+    query_tokens: torch.Tensor,
+    key_tokens: torch.Tensor,
+    where: torch.Tensor,
+) -> ipywidgets.VBox:
+    """Scrub through training: one probe example's attention over its keys at a chosen step.
+
+    Controls: "step" (the training steps in `snapshots`), "example" (the probe example). The bar of the key
+    that matches the query is red.
+
+    Shapes: snapshots {step: (N, S)}, query_tokens (N,), key_tokens (N, S), where (N,) -> widget.
+
+    See chapters/01b_classic_attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    steps = sorted(snapshots)
+    N, S = key_tokens.shape
+    step = widgets.SelectionSlider(description="step", options=steps, value=steps[0])
+    example = widgets.IntSlider(description="example", min=0, max=N - 1, value=0)
+
+    def draw() -> tuple[Figure, str]:
+        data = training_explorer_data(snapshots, step.value, example.value, where)
+        colours = ["tab:red" if j == data["match"] else "tab:blue" for j in range(S)]
+        fig = _figure(7, 2.8)
+        ax = fig.subplots()
+        ax.bar(range(S), data["weights"].tolist(), color=colours)
+        ax.set_xticks(range(S), labels=[f"k={t}" for t in key_tokens[example.value].tolist()])
+        ax.set(ylim=(0, 1), ylabel="weight", title=f"query token {int(query_tokens[example.value])}, "
+               f"step {step.value}: entropy {data['entropy']:.2f} nats (red: the matching key)")
+        return fig, f"example {example.value}, step {step.value}: weight on the match {data['on_match']:.3f}"
+
+    return _explorer([step, example], draw, shown=[widgets.HBox([step, example])])

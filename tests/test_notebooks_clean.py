@@ -13,6 +13,7 @@ ALLOWED_NOTEBOOK_METADATA = {"kernelspec", "language_info"}
 def test_the_course_has_its_notebooks():
     names = {p.relative_to(ROOT).as_posix() for p in NOTEBOOKS}
     assert "chapters/01_attention.ipynb" in names and "solutions/01_attention.ipynb" in names
+    assert "chapters/01b_classic_attention.ipynb" in names  # chapter 1's optional companion
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.relative_to(ROOT).as_posix() for p in NOTEBOOKS])

@@ -1,0 +1,55 @@
+"""attnkit.widgets.training_explorer (moved out of chapters/01b_classic_attention.ipynb): data and redraws."""
+
+import pytest
+import torch
+
+from attnkit import widgets as W
+
+
+@pytest.fixture
+def probe():
+    g = torch.Generator().manual_seed(0)
+    N, S = 3, 5
+    snapshots = {0: torch.full((N, S), 1 / S), 50: torch.softmax(4 * torch.randn(N, S, generator=g), -1)}
+    return snapshots, torch.tensor([7, 8, 9]), torch.randint(32, (N, S), generator=g), torch.tensor([4, 0, 2])
+
+
+def controls(box):
+    found, stack = {}, [box]
+    while stack:
+        w = stack.pop()
+        if getattr(w, "description", ""):
+            found[w.description] = w
+        stack.extend(getattr(w, "children", ()))
+    return found
+
+
+def shown(box):
+    (output,) = box.children[-1].outputs
+    return output["data"]["image/png"], output["data"]["text/plain"]
+
+
+def test_data_picks_the_step_and_example(probe):
+    snapshots, _, _, where = probe
+    data = W.training_explorer_data(snapshots, 50, 1, where)
+    torch.testing.assert_close(data["weights"], snapshots[50][1])
+    assert data["match"] == 0 and data["on_match"] == pytest.approx(snapshots[50][1, 0].item())
+    uniform = W.training_explorer_data(snapshots, 0, 2, where)
+    assert uniform["entropy"] == pytest.approx(torch.log(torch.tensor(5.0)).item())
+
+
+def test_data_names_a_bad_step_or_example(probe):
+    snapshots, _, _, where = probe
+    with pytest.raises(ValueError, match="`step`"):
+        W.training_explorer_data(snapshots, 7, 0, where)
+    with pytest.raises(ValueError, match="`example`"):
+        W.training_explorer_data(snapshots, 0, 3, where)
+
+
+def test_every_control_redraws(probe):
+    box = W.training_explorer(*probe)
+    for description, value in (("step", 50), ("example", 2)):
+        before = shown(box)
+        controls(box)[description].value = value
+        after = shown(box)
+        assert after[0] != before[0] and after[1] != before[1], f"moving {description!r} did not redraw"

@@ -180,3 +180,19 @@ def test_guard_says_what_it_could_not_restore(tmp_path):
     assert len(guard.check()) == 2
     assert (tmp_path / "small.txt").read_text() == "ok"
     assert len(guard.unrestored) == 1 and "big.bin" in guard.unrestored[0] and "too large" in guard.unrestored[0]
+
+
+def test_the_grader_reads_only_the_tail_of_a_huge_output(tmp_path):
+    """A print flood cannot make the grader read (or hold) more than a few KiB of a worker's output."""
+    from attnkit.grading.results import tail
+
+    path = tmp_path / "output.txt"
+    with open(path, "wb") as f:
+        f.truncate(2**30)  # 1 GiB, sparse
+        f.seek(2**30 - 5)
+        f.write(b"last\n")
+    text = tail(path)
+    assert len(text) <= 4096 and text.endswith("last\n")
+    (tmp_path / "fifo").unlink(missing_ok=True)
+    os.mkfifo(tmp_path / "fifo")  # a worker may leave a FIFO where a file was expected: no hang
+    assert tail(tmp_path / "fifo") == ""

@@ -19,7 +19,7 @@ from attnkit._validate import shape_str
 from attnkit.diagrams import COLORS
 from attnkit.scoring import softmax_saturation
 
-__all__ = ["show_attention", "show_heads", "show_mask", "plot_softmax_saturation"]
+__all__ = ["show_attention", "show_heads", "show_mask", "show_matrix", "plot_softmax_saturation"]
 
 ANNOTATE_MAX = 12  # annotate each cell with its value when L and S are both at most this
 
@@ -207,6 +207,41 @@ def show_mask(
         ax.legend(handles=[Patch(facecolor=COLORS["allowed"], edgecolor="black", label="may attend (True)"),
                            Patch(facecolor=COLORS["blocked"], edgecolor="black", label="blocked (False)")],
                   loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    return ax
+
+
+def show_matrix(
+    values: torch.Tensor | np.ndarray,
+    row_labels: Sequence[object] | None = None,
+    ax: Axes | None = None,
+    title: str | None = None,
+    *,
+    col_label: str = "dimension",
+    limit: float | None = None,
+) -> Axes:
+    """A small matrix that is not attention weights (vectors, projections), each cell annotated; red > 0 > blue.
+
+    The colour scale runs -limit .. limit (default: the largest |value|): pass one `limit` to several
+    panels to compare them.
+
+    Shapes: values (N, M), row_labels N items -> the Axes drawn on.
+
+    See chapters/02_self_attention.ipynb.
+    """
+    m = _as_array("values", values)
+    if m.ndim != 2:
+        raise ValueError(f"Expected `values` shape to be (N, M) but got {shape_str(m.shape)}")
+    labels = _expect_labels("row_labels", row_labels, m.shape[0], "row")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.5 * m.shape[1], 0.8 + 0.5 * m.shape[0]))
+    limit = limit or float(np.abs(m).max(initial=0.0)) or 1.0
+    ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    for (i, j), value in np.ndenumerate(m):
+        ax.text(j, i, f"{value:g}", ha="center", va="center", fontsize=9,
+                color="white" if abs(value) > 0.6 * limit else "black")
+    ax.set_yticks(range(len(labels)), labels=labels)
+    ax.set_xticks(range(m.shape[1]))
+    ax.set(title=title, xlabel=col_label)
     return ax
 
 

@@ -154,3 +154,15 @@ def test_show_heads_broadcasts_one_mask_over_every_panel(weights):
         data = ax.images[0].get_array()
         assert np.ma.getmaskarray(data)[~mask.numpy()].all()
         assert ax.images[0].cmap.get_bad() == pytest.approx(to_rgba(COLORS["blocked"]))
+
+
+def test_show_matrix_annotates_every_value_on_a_shared_scale():
+    from attnkit import show_matrix
+
+    m = torch.tensor([[0.0, 2.0, -1.0], [1.5, 0.0, 4.0]])
+    ax = show_matrix(m, ["a", "b"], title="X", limit=8.0)
+    assert [t.get_text() for t in ax.texts] == ["0", "2", "-1", "1.5", "0", "4"]
+    assert ax.images[0].get_clim() == (-8.0, 8.0)
+    assert tick_labels(ax)[1] == ["a", "b"] and ax.get_title() == "X"
+    with pytest.raises(ValueError, match=r"\(N, M\)"):
+        show_matrix(m[0])

@@ -406,14 +406,13 @@ def mask_explorer(lengths: Sequence[int] = (5, 3), *, E: int = 8, seed: int = 0)
     """Toggle padding and causal masks on a padded batch and shorten or lengthen each sequence.
 
     Controls: "mask" (none / padding / causal / both) and "length 0", "length 1", ... (one per sequence,
-    0 .. max(lengths)). Masked cells are drawn blank; each panel is one sequence's (S, S) weights.
+    0 .. max(lengths)). Masked cells are drawn dark grey; each panel is one sequence's (S, S) weights.
 
     Shapes: lengths (B,) -> widget showing B panels of (S, S), S = max(lengths).
 
     See chapters/03_masking.ipynb.
     """
     import ipywidgets as widgets
-    import torch
 
     from attnkit.plot import show_heads
 
@@ -424,10 +423,10 @@ def mask_explorer(lengths: Sequence[int] = (5, 3), *, E: int = 8, seed: int = 0)
     def draw() -> tuple[Figure, str]:
         current = [s.value for s in sliders]
         data = mask_explorer_data(current, mode.value, S, E, seed)
-        shown = torch.where(data["mask"], data["weights"], torch.nan)  # (B, S, S): blank = masked
         fig = _figure(1 + 3.2 * len(current), 3.6)
-        show_heads(shown, titles=[f"sequence {b}, length {n}" for b, n in enumerate(current)], fig=fig)
-        fig.suptitle(f"mask: {mode.value} (blank cells are masked out, weight 0)")
+        show_heads(data["weights"], titles=[f"sequence {b}, length {n}" for b, n in enumerate(current)], fig=fig,
+                   mask=data["mask"])  # (B, S, S): blocked cells in the course's "blocked" colour
+        fig.suptitle(f"mask: {mode.value} (dark grey cells are masked out, weight 0)")
         return fig, f"mask {mode.value}, lengths {current}, allowed cells {int(data['mask'].sum())}"
 
     return _explorer([mode, *sliders], draw)

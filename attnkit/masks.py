@@ -8,13 +8,13 @@ ours to either. This inversion is the most common masking bug; chapter 3 shows i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from attnkit._validate import expect_tensor, shape_str
+from attnkit._validate import expect_dims, expect_size, expect_tensor, shape_str
 
-__all__ = ["causal_mask", "padding_mask", "combine_masks", "to_additive", "to_bool"]
+__all__ = ["causal_mask", "padding_mask", "combine_masks", "to_additive", "to_bool", "padding_invariance"]
 
 def causal_mask(L: int, S: int | None = None, *, device: torch.device | str | None = None) -> torch.Tensor:
     """Boolean causal mask, True where query i may attend to key j, aligned bottom-right.
@@ -115,3 +115,51 @@ def to_bool(mask: torch.Tensor) -> torch.Tensor:
     if mask.dtype == torch.bool:
         return mask
     return ~torch.isneginf(mask)
+
+
+def padding_invariance(
+    fn: Callable[[torch.Tensor, torch.Tensor], object],
+    x: torch.Tensor,
+    lengths: Sequence[int] | torch.Tensor,
+    *,
+    noise_scale: float = 100.0,
+    generator: torch.Generator | None = None,
+) -> float:
+    """How far real tokens' outputs move when only the padding changes: 0 (to rounding) for a correct padding mask.
+
+    Calls `fn(x, lengths)` and `fn(x_other, lengths)`, where `x_other` is `x` with every pad position
+    (position >= lengths[b]) replaced by loud noise (`noise_scale` times a seeded standard normal), and
+    returns the largest absolute change of an output at a *real* position. `fn` may return the output or
+    a tuple whose first item is the output (as attnkit's attention functions do). Pad positions' own
+    outputs are not compared: they are meaningless, and the loss ignores them. Wrap a function of more
+    arguments in a lambda: `padding_invariance(lambda x, n: my_attention(x, W_q, W_k, W_v, n), x, lengths)`.
+
+    Shapes: x (B, L, E), lengths (B,); fn's output (B, L, ...) -> float.
+
+    See chapters/03_masking.ipynb.
+    """
+    expect_tensor("x", x)
+    expect_dims("x", x, ("B", "L", "E"))
+    lengths = torch.as_tensor(lengths, device=x.device)
+    expect_dims("lengths", lengths, ("B",))
+    expect_size("lengths", lengths, 0, x.shape[0], "the batch size B of `x`")
+    real = padding_mask(lengths, x.shape[1])  # (B, L): True = real token, raises on a bad length
+    generator = torch.Generator().manual_seed(0) if generator is None else generator
+    noise = noise_scale * torch.randn(x.shape, generator=generator).to(x)  # (B, L, E)
+    x_other = torch.where(real[:, :, None], x, noise)  # (B, L, E): only the pad positions differ
+
+    def output(inputs: torch.Tensor) -> torch.Tensor:
+        result = fn(inputs, lengths)
+        result = result[0] if isinstance(result, tuple) else result
+        expect_tensor("fn(x, lengths)", result)
+        if result.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                f"Expected `fn(x, lengths)` to return an output of shape (B, L, ...) = "
+                f"{shape_str(x.shape[:2])} + (...) but got {shape_str(result.shape)}"
+            )
+        return result
+
+    with torch.no_grad():
+        change = (output(x) - output(x_other))[real]  # (real tokens, ...)
+    return change.abs().max().item() if change.numel() else 0.0
+

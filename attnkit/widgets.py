@@ -406,14 +406,13 @@ def mask_explorer(lengths: Sequence[int] = (5, 3), *, E: int = 8, seed: int = 0)
     """Toggle padding and causal masks on a padded batch and shorten or lengthen each sequence.
 
     Controls: "mask" (none / padding / causal / both) and "length 0", "length 1", ... (one per sequence,
-    0 .. max(lengths)). Masked cells are drawn blank; each panel is one sequence's (S, S) weights.
+    0 .. max(lengths)). Masked cells are drawn dark grey; each panel is one sequence's (S, S) weights.
 
     Shapes: lengths (B,) -> widget showing B panels of (S, S), S = max(lengths).
 
     See chapters/03_masking.ipynb.
     """
     import ipywidgets as widgets
-    import torch
 
     from attnkit.plot import show_heads
 
@@ -424,10 +423,10 @@ def mask_explorer(lengths: Sequence[int] = (5, 3), *, E: int = 8, seed: int = 0)
     def draw() -> tuple[Figure, str]:
         current = [s.value for s in sliders]
         data = mask_explorer_data(current, mode.value, S, E, seed)
-        shown = torch.where(data["mask"], data["weights"], torch.nan)  # (B, S, S): blank = masked
         fig = _figure(1 + 3.2 * len(current), 3.6)
-        show_heads(shown, titles=[f"sequence {b}, length {n}" for b, n in enumerate(current)], fig=fig)
-        fig.suptitle(f"mask: {mode.value} (blank cells are masked out, weight 0)")
+        show_heads(data["weights"], titles=[f"sequence {b}, length {n}" for b, n in enumerate(current)], fig=fig,
+                   mask=data["mask"])  # (B, S, S): blocked cells in the course's "blocked" colour
+        fig.suptitle(f"mask: {mode.value} (dark grey cells are masked out, weight 0)")
         return fig, f"mask {mode.value}, lengths {current}, allowed cells {int(data['mask'].sum())}"
 
     return _explorer([mode, *sliders], draw)
@@ -596,6 +595,119 @@ def decoding_explorer(
 # ---------------------------------------------------------------------------------------------------
 # Explorers moved out of chapter cells (issue 9): chapters 2-3 add below this line
 # ---------------------------------------------------------------------------------------------------
+
+__all__ += ["projection_explorer", "projection_explorer_data", "prefix_explorer", "prefix_explorer_data"]
+
+
+def projection_explorer_data(
+    x: torch.Tensor, seed: int = 0, gain: float = 1.0, D: int = 4
+) -> dict[str, torch.Tensor]:
+    """Self-attention weights of `x` under seeded random projections W_Q, W_K scaled by `gain`.
+
+    A stand-in for "another point in training": the same inputs give a different map under other
+    projections, and larger projections give larger scores, so sharper rows (gain 0: uniform rows).
+
+    Shapes: x (L, E) -> dict: "W_q", "W_k" (D, E), "weights" (L, L).
+
+    See chapters/02_self_attention.ipynb.
+    """
+    import math
+
+    import torch
+
+    from attnkit.attention import scaled_dot_product_attention
+
+    x = torch.as_tensor(x, dtype=torch.float32).detach()
+    if x.dim() != 2 or gain < 0 or D < 1:
+        raise ValueError(f"Expected `x` (L, E), `gain` >= 0 and `D` >= 1 but got {tuple(x.shape)}, {gain}, {D}")
+    E = x.shape[-1]
+    generator = torch.Generator().manual_seed(seed)
+    W_q, W_k = (torch.randn(D, E, generator=generator) / math.sqrt(E) * gain for _ in range(2))  # (D, E) each
+    q, k = x @ W_q.T, x @ W_k.T  # (L, E) x (E, D) -> (L, D)
+    _, weights = scaled_dot_product_attention(q, k, k)  # (L, L); the values do not matter here
+    return {"W_q": W_q, "W_k": W_k, "weights": weights}
+
+
+def projection_explorer(x: torch.Tensor, labels: Sequence[object] | None = None, D: int = 4) -> ipywidgets.VBox:
+    """Re-seed the query and key projections and scale them: the same tokens, another attention map.
+
+    Controls: "projection seed" (0 .. 20) and "W_q, W_k gain" (0 .. 4). Draws the (L, L) weights.
+
+    Shapes: x (L, E), labels L items -> widget.
+
+    See chapters/02_self_attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    from attnkit.plot import show_attention
+
+    names = _labels(labels, len(x), "labels")
+    seed = widgets.IntSlider(description="projection seed", min=0, max=20, value=0)
+    gain = widgets.FloatSlider(description="W_q, W_k gain", min=0.0, max=4.0, step=0.25, value=1.0)
+
+    def draw() -> tuple[Figure, str]:
+        A = projection_explorer_data(x, seed.value, gain.value, D)["weights"]  # (L, L)
+        fig = _figure(5.2, 4.2)
+        show_attention(A, names, names, ax=fig.add_subplot(), title=f"seed {seed.value}, gain {gain.value:g}")
+        return fig, f"largest weight per row: {[round(w, 2) for w in A.max(-1).values.tolist()]}"
+
+    return _explorer([seed, gain], draw)
+
+
+def prefix_explorer_data(weights: torch.Tensor, n: int) -> dict[str, torch.Tensor]:
+    """The first n words of a causal pass: what the prefix of length n sees, and its newest word's row.
+
+    Shapes: weights (L, L) causal weights -> dict: "weights" (n, n), "mask" (n, n) bool (True = may
+        attend), "row" (n,) the weights of word n - 1 over the n words it may see.
+
+    See chapters/03_masking.ipynb.
+    """
+    import torch
+
+    from attnkit.masks import causal_mask
+
+    weights = torch.as_tensor(weights).detach()
+    if weights.dim() != 2 or weights.shape[0] != weights.shape[1] or not 1 <= n <= weights.shape[0]:
+        raise ValueError(f"Expected `weights` (L, L) and `n` in [1, L] but got {tuple(weights.shape)}, {n}")
+    return {"weights": weights[:n, :n], "mask": causal_mask(n), "row": weights[n - 1, :n]}
+
+
+def prefix_explorer(weights: torch.Tensor, words: Sequence[object]) -> ipywidgets.VBox:
+    """Slide through the growing prefixes of a sentence: each is a top-left corner of one causal pass.
+
+    Control: "prefix length" (1 .. L). Left, the prefix's causal weights with blocked cells in the
+    "blocked" colour and the newest word's row framed; right, that row as bars.
+
+    Shapes: weights (L, L) causal weights, words L items -> widget.
+
+    See chapters/03_masking.ipynb.
+    """
+    import ipywidgets as widgets
+    from matplotlib.patches import Rectangle
+
+    from attnkit.plot import show_attention
+
+    names = _labels(words, len(weights), "words")
+    slider = widgets.IntSlider(description="prefix length", min=1, max=len(names), value=2)
+
+    def draw() -> tuple[Figure, str]:
+        n = slider.value
+        data = prefix_explorer_data(weights, n)
+        row = data["row"].tolist()
+        fig = _figure(10, 3.8)
+        ax_map, ax_row = fig.subplots(1, 2)
+        show_attention(data["weights"], names[:n], names[:n], ax=ax_map, mask=data["mask"],
+                       title=f"prefix: {' '.join(names[:n])}")
+        ax_map.add_patch(Rectangle((-0.5, n - 1.5), n, 1, fill=False, edgecolor="red", lw=2.5))
+        ax_row.bar(range(n), row, color="tab:red")
+        ax_row.set_xticks(range(n), labels=names[:n])
+        ax_row.set(ylim=(0, 1.1), ylabel="weight", title=f"attention of {names[n - 1]!r} (the newest word)")
+        for j, w in enumerate(row):
+            ax_row.text(j, w + 0.02, f"{w:.0%}", ha="center")
+        return fig, f"{' '.join(names[:n])}: " + ", ".join(f"{names[j]} {w:.0%}" for j, w in enumerate(row))
+
+    return _explorer([slider], draw)
+
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -104,3 +104,65 @@ def test_plot_softmax_saturation_plots_the_computed_numbers():
     np.testing.assert_allclose(ax_max.lines[1].get_ydata(), stats["max_weight_scaled"].numpy())
     np.testing.assert_allclose(ax_grad.lines[0].get_ydata(), stats["grad_norm_unscaled"].numpy())
     assert ax_max.get_xscale() == "log"
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks: one colour scheme everywhere, the diagrams' "allowed" and "blocked"
+
+
+def test_show_mask_uses_the_course_mask_colours():
+    from matplotlib.colors import to_rgba
+
+    from attnkit import COLORS, show_mask
+
+    mask = torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)  # (L, S) bottom-right causal
+    ax = show_mask(mask, ["a", "b", "c"], ["w", "x", "y", "z"], title="causal")
+    image = ax.images[0]
+    np.testing.assert_array_equal(image.get_array(), mask.float().numpy())
+    assert image.cmap(image.norm(0.0)) == to_rgba(COLORS["blocked"])
+    assert image.cmap(image.norm(1.0)) == to_rgba(COLORS["allowed"])
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["may attend (True)", "blocked (False)"]
+    assert tick_labels(ax) == (["w", "x", "y", "z"], ["a", "b", "c"])
+
+
+def test_show_attention_paints_blocked_cells_in_the_blocked_colour(weights):
+    from matplotlib.colors import to_rgba
+
+    from attnkit import COLORS
+
+    w = weights[0, 0]  # (L, S)
+    mask = torch.ones(L, S, dtype=torch.bool).tril()  # (L, S)
+    ax = show_attention(w, mask=mask)
+    data = ax.images[0].get_array()
+    assert np.ma.getmaskarray(data)[~mask.numpy()].all() and not np.ma.getmaskarray(data)[mask.numpy()].any()
+    np.testing.assert_allclose(data[mask.numpy()], w[mask].numpy(), rtol=1e-6)
+    assert ax.images[0].cmap.get_bad() == pytest.approx(to_rgba(COLORS["blocked"]))
+    assert len(ax.texts) == int(mask.sum())  # only allowed cells carry a number
+    with pytest.raises(ValueError, match="mask"):
+        show_attention(w, mask=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_show_heads_broadcasts_one_mask_over_every_panel(weights):
+    from matplotlib.colors import to_rgba
+
+    from attnkit import COLORS
+
+    mask = torch.ones(L, S, dtype=torch.bool).tril()  # (L, S) for every head
+    fig = show_heads(weights[0], mask=mask)
+    for ax in fig.axes[:-1]:  # the last Axes is the colour bar
+        data = ax.images[0].get_array()
+        assert np.ma.getmaskarray(data)[~mask.numpy()].all()
+        assert ax.images[0].cmap.get_bad() == pytest.approx(to_rgba(COLORS["blocked"]))
+
+
+def test_show_matrix_annotates_every_value_on_a_shared_scale():
+    from attnkit import show_matrix
+
+    m = torch.tensor([[0.0, 2.0, -1.0], [1.5, 0.0, 4.0]])
+    ax = show_matrix(m, ["a", "b"], title="X", limit=8.0)
+    assert [t.get_text() for t in ax.texts] == ["0", "2", "-1", "1.5", "0", "4"]
+    assert ax.images[0].get_clim() == (-8.0, 8.0)
+    assert tick_labels(ax)[1] == ["a", "b"] and ax.get_title() == "X"
+    with pytest.raises(ValueError, match=r"\(N, M\)"):
+        show_matrix(m[0])

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 # One concept per module, and the public names it holds (its __all__; tests/test_api.py keeps the two equal).
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "attention": ("attend", "masked_softmax", "scaled_dot_product_attention", "softmax"),
-    "masks": ("causal_mask", "combine_masks", "padding_mask", "to_additive", "to_bool"),
+    "masks": ("causal_mask", "combine_masks", "padding_invariance", "padding_mask", "to_additive", "to_bool"),
     "scoring": ("AdditiveAttention", "additive_scores", "attention_from_scores", "dot_product_scores",
                 "scaled_dot_product_scores", "softmax_saturation"),
     "hard_attention": ("MovingAverageBaseline", "argmax_hard_attention", "reinforce_gradient", "sample_hard_attention"),
@@ -25,14 +25,16 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "kv_cache": ("KVCache",),
     "gpt": ("Block", "CausalSelfAttention", "GPT", "GPTConfig", "MLP"),
     "decoding": ("generate",),
-    "plot": ("plot_softmax_saturation", "show_attention", "show_heads"),
+    "plot": ("plot_softmax_saturation", "show_attention", "show_heads", "show_mask", "show_matrix"),
     "widgets": ("attention_explorer", "attention_explorer_data", "cache_growth_explorer", "cache_growth_explorer_data",
                 "decoding_explorer", "decoding_explorer_data", "decoding_rows", "heads_explorer", "heads_explorer_data",
                 "local_attention_explorer", "local_attention_explorer_data", "mask_explorer", "mask_explorer_data",
+                "prefix_explorer", "prefix_explorer_data", "projection_explorer", "projection_explorer_data",
                 "show_head_origin", "temperature_explorer", "temperature_explorer_data", "training_explorer",
                 "training_explorer_data"),
-    "diagrams": ("COLORS", "cache_growth", "cache_panel", "cache_positions", "four_steps", "four_steps_numbers",
-                 "heads_split_merge"),
+    "diagrams": ("COLORS", "MASK_EXAMPLE", "ROBOT_SCORES", "THINKING_MACHINES", "cache_growth", "cache_panel",
+                 "cache_positions", "four_steps", "four_steps_numbers", "heads_split_merge", "mask_before_softmax",
+                 "qkv_thinking_machines", "robot_prefixes"),
     "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
                "get_exercise", "grading_mode", "run_exercise"),
 }

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
 from attnkit.grading import grade
 from attnkit.grading.discover import discover, discover_one
@@ -196,3 +197,20 @@ def test_the_grader_reads_only_the_tail_of_a_huge_output(tmp_path):
     (tmp_path / "fifo").unlink(missing_ok=True)
     os.mkfifo(tmp_path / "fifo")  # a worker may leave a FIFO where a file was expected: no hang
     assert tail(tmp_path / "fifo") == ""
+
+
+def test_a_workers_output_description_cannot_make_the_grader_allocate_or_unpickle():
+    """ex<N>.bin and its JSON come from student-controlled code: every claim is checked against the bytes."""
+    from attnkit.grading.results import _tensor
+
+    block = torch.arange(6, dtype=torch.float32).numpy().tobytes()
+    good = {"dtype": "torch.float32", "numpy": "float32", "shape": [2, 3], "offset": 0, "nbytes": 24}
+    assert torch.equal(_tensor(good, block), torch.arange(6, dtype=torch.float32).view(2, 3))
+    assert _tensor({**good, "dtype": "torch.bfloat16"}, block).dtype == torch.bfloat16
+    for bad in ({**good, "shape": [2**40, 2**40]},  # a huge claimed size
+                {**good, "nbytes": 2**40},  # past the end of the block
+                {**good, "offset": 8},  # shape and bytes disagree with the block's length
+                {**good, "offset": -4},
+                {**good, "numpy": "object"}, {**good, "numpy": "O"},  # objects: pickles
+                {**good, "shape": [-1, 6]}, {**good, "shape": "2, 3"}, "not a dict"):
+        assert _tensor(bad, block) is None, bad

@@ -2,7 +2,8 @@
 
 The grader writes `job.json` (and a cases file) into a job folder; the sandboxed worker writes into
 `out/`: `progress.txt` (one line per stage, so a crash can be located), `cells.json`, `ex<N>.json` /
-`ex<N>.npz` per exercise, its captured `output.txt`, and `leftovers.txt`. Every name, outcome and stage
+`ex<N>.bin` per exercise (the returned tensors' raw bytes, described in the JSON), its captured
+`output.txt`, and `leftovers.txt`. Every name, outcome and stage
 is defined here once and used on both sides, so the two cannot drift apart.
 """
 
@@ -12,7 +13,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-__all__ = ["JOB", "OUT", "HOME", "OUTPUT", "PROGRESS", "CELLS", "LEFTOVERS", "exercise_json", "exercise_npz",
+__all__ = ["JOB", "OUT", "HOME", "OUTPUT", "PROGRESS", "CELLS", "LEFTOVERS", "exercise_json", "exercise_bin",
+           "NUMPY_DTYPES",
            "Outcome", "CellProblem", "Step", "Stage", "INTERNAL_ERROR", "EXIT_INTERNAL", "MEMORY_PATTERN"]
 
 JOB = "job.json"  # written by the grader: cells, exercise ids, seed, cases file
@@ -33,14 +35,22 @@ def exercise_json(index: int) -> str:
     return f"ex{index}.json"
 
 
-def exercise_npz(index: int) -> str:
-    return f"ex{index}.npz"
+def exercise_bin(index: int) -> str:
+    return f"ex{index}.bin"
+
+
+# The dtypes an output travels in, as numpy names (anything else, e.g. bfloat16, is sent as float64 or
+# complex128 and cast back from the dtype the JSON names): numbers only, never objects.
+NUMPY_DTYPES = {"torch.bool": "bool", "torch.uint8": "uint8", "torch.int8": "int8", "torch.int16": "int16",
+                "torch.int32": "int32", "torch.int64": "int64", "torch.float16": "float16",
+                "torch.float32": "float32", "torch.float64": "float64", "torch.complex64": "complex64",
+                "torch.complex128": "complex128"}
 
 
 class Outcome(str, enum.Enum):
     """How the calls of one exercise ended, as the worker saw it (ex<N>.json's "outcome")."""
 
-    RAN = "ran"  # every case was called; the results are in ex<N>.npz
+    RAN = "ran"  # every case was called; the results are in ex<N>.json and ex<N>.bin
     MISSING = "missing"  # no function to grade
     TIMEOUT = "timeout"
     MEMORY = "memory"

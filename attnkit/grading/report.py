@@ -251,7 +251,7 @@ def sandbox_lines(m: dict) -> list[str]:
            f"memory cap {limits.get('memory_mb')} MiB above the worker's {m.get('vmsize_mb')} MiB (RLIMIT_AS)",
            f"output cap {limits.get('output_kb')} KiB (RLIMIT_FSIZE, SIGXFSZ ignored)",
            f"RLIMIT_NPROC {limits.get('nproc')}" if isolation != "none" else "no process cap",
-           "verdicts computed in the grader from plain arrays (npz, allow_pickle=False)"]
+           "verdicts computed in the grader from raw numeric arrays (no pickles)"]
     if m.get("subreaper"):
         on.append("orphaned processes re-parented to the zygote and killed (child subreaper)")
     else:

@@ -8,11 +8,10 @@ The verdicts are computed here, in the grader's process, from plain arrays
 from __future__ import annotations
 
 import difflib
-import io
 import json
+import math
 import os
 import stat
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ __all__ = ["collect", "verdict", "tail"]
 
 
 _MAX_RESULT_BYTES = 64 * 2**20
+_NUMPY_NAMES = set(contract.NUMPY_DTYPES.values())
 
 
 def _read_untrusted(path: Path, limit: int) -> bytes | None:
@@ -75,34 +75,29 @@ def tail(path: Path, size: int = 4096) -> str:
         os.close(fd)
 
 
-def _load_arrays(path: Path) -> dict[str, torch.Tensor]:
-    """np.savez output back as tensors: no pickles, no archive bombs, only numeric dtypes."""
-    data = _read_untrusted(path, _MAX_RESULT_BYTES)
-    if data is None:
-        return {}
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            if sum(info.file_size for info in archive.infolist()) > _MAX_RESULT_BYTES:
-                return {}
-            for info in archive.infolist():  # a header claiming a huge shape must not make numpy allocate it
-                with archive.open(info) as member:
-                    readers = {(1, 0): np.lib.format.read_array_header_1_0,
-                               (2, 0): np.lib.format.read_array_header_2_0}
-                    reader = readers.get(np.lib.format.read_magic(member))
-                    if reader is None:
-                        return {}
-                    shape, _, dtype = reader(member)
-                    if dtype.hasobject or int(np.prod(shape, dtype=np.float64)) * dtype.itemsize > info.file_size:
-                        return {}
-        arrays = {}
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            for key in npz.files:
-                arr = npz[key]
-                if arr.dtype.kind in "biufc":
-                    arrays[key] = torch.from_numpy(np.array(arr, copy=True))
-        return arrays
-    except (ValueError, OSError, TypeError, SyntaxError, zipfile.BadZipFile, EOFError):
-        return {}
+def _load_outputs(path: Path) -> bytes:
+    """The raw bytes of an exercise's returned tensors (empty if absent, too large or not a file)."""
+    return _read_untrusted(path, _MAX_RESULT_BYTES) or b""
+
+
+def _tensor(out: object, data: bytes) -> torch.Tensor | None:
+    """One output back as a tensor, from its description: a numeric dtype, a shape whose size matches
+    its bytes, inside the block; None for anything else (no pickles, no allocation a header asks for)."""
+    if not isinstance(out, dict) or out.get("numpy") not in _NUMPY_NAMES:
+        return None
+    shape, offset, nbytes = out.get("shape"), out.get("offset"), out.get("nbytes")
+    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)
+            and isinstance(offset, int) and isinstance(nbytes, int) and 0 <= offset <= offset + nbytes <= len(data)):
+        return None
+    dtype = np.dtype(out["numpy"])
+    if math.prod(shape) * dtype.itemsize != nbytes:
+        return None
+    array = np.frombuffer(data, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
+    tensor = torch.from_numpy(array.copy())
+    want = getattr(torch, str(out.get("dtype", "")).replace("torch.", ""), None)
+    if isinstance(want, torch.dtype) and want != tensor.dtype:
+        tensor = tensor.to(want)  # e.g. bfloat16, shipped as float64
+    return tensor
 
 
 def collect(grading: Grading, job: Job, job_dir: Path, end: JobEnd) -> Job | None:
@@ -122,7 +117,7 @@ def collect(grading: Grading, job: Job, job_dir: Path, end: JobEnd) -> Job | Non
     for index, ex_id in enumerate(job.exercises):
         data = _read_json(out / contract.exercise_json(index))
         if data is not None:
-            done[ex_id] = _report(grading, exercises[ex_id], data, out / contract.exercise_npz(index), cells)
+            done[ex_id] = _report(grading, exercises[ex_id], data, out / contract.exercise_bin(index), cells)
     unfinished = [ex_id for ex_id in job.exercises if ex_id not in done]
     retry = None
     if unfinished:
@@ -156,7 +151,7 @@ def _case_label(case: Case) -> str:
     return "a hidden check" if case.hidden else f'check "{case.name}"'
 
 
-def _report(grading: Grading, ex: Exercise, data: dict, npz: Path, cells: dict | None) -> ExerciseReport:
+def _report(grading: Grading, ex: Exercise, data: dict, outputs: Path, cells: dict | None) -> ExerciseReport:
     """Judge one exercise's results (here, in the grader) or explain why there are none."""
     cases, expected = grading.cases[ex.id], grading.expected[ex.id]
     outcome = next((o for o in Outcome if o.value == data.get("outcome")), None)
@@ -177,14 +172,14 @@ def _report(grading: Grading, ex: Exercise, data: dict, npz: Path, cells: dict |
         return verdict(ex, Status.of(outcome), messages[outcome])
     if outcome != Outcome.RAN or len(results) != len(cases):
         return verdict(ex, Status.CRASHED, "the worker returned incomplete results for this exercise.")
-    arrays = _load_arrays(npz) if npz.exists() else {}
+    block = _load_outputs(outputs)
     report = ExerciseReport(ex)
     for case, want, entry in zip(cases, expected, results, strict=True):
-        report.results.append(judge(ex, case, want, _ran(entry, arrays)))
+        report.results.append(judge(ex, case, want, _ran(entry, block)))
     return report
 
 
-def _ran(entry: object, arrays: dict[str, torch.Tensor]) -> Ran:
+def _ran(entry: object, block: bytes) -> Ran:
     """Rebuild core.Ran from the worker's description: only known statuses, only real tensors."""
     if not isinstance(entry, dict):
         return Ran(ERROR, message="The grader could not read this result.")
@@ -192,12 +187,9 @@ def _ran(entry: object, arrays: dict[str, torch.Tensor]) -> Ran:
     message = str(entry.get("message", ""))[:4000]
     outputs = []
     for out in entry.get("outputs", []) if status == PASSED else []:
-        tensor = arrays.get(out.get("key")) if isinstance(out, dict) else None
+        tensor = _tensor(out, block)
         if tensor is None:
             return Ran(ERROR, message="The grader could not read what your function returned.")
-        dtype = getattr(torch, str(out.get("dtype", "")).replace("torch.", ""), None)
-        if isinstance(dtype, torch.dtype) and dtype != tensor.dtype:
-            tensor = tensor.to(dtype)  # e.g. bfloat16, shipped as float64
         outputs.append(tensor)
     return Ran(status, tuple(outputs), message)
 

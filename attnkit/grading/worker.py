@@ -9,7 +9,7 @@ exercise's name).
 
 The cases come from the grader (loaded with `torch.load(weights_only=True)`). Each call goes through
 `attnkit.checks.core.run_case`, the self-check's own code, which turns what the function returns into
-plain tensors. Those are written with `numpy.savez` (read back with `allow_pickle=False`); the verdict
+plain tensors. Their raw bytes are written with a description (dtype, shape, offset) in JSON; the verdict
 is computed in the grader. Soft time limits (SIGALRM) stop a runaway cell or exercise and grading goes
 on; the zygote's hard deadline is the backstop. Results go into the directory open as `out_fd`, in
 the files and words of contract.py.
@@ -40,14 +40,10 @@ from attnkit.checks.core import ERROR, PASSED, Case, Ran
 from attnkit.grading import contract
 from attnkit.grading.contract import MEMORY_PATTERN, CellProblem, Outcome, Stage, Step
 
-__all__ = ["load_job", "run", "to_arrays"]
+__all__ = ["load_job", "run", "to_bytes"]
 
 _MESSAGE_CHARS = 4000  # longer messages from student code are cut
 _GRACE = 0.5  # seconds between the last soft deadline and the zygote's hard kill
-_NUMPY_DTYPES = {str(t): t for t in (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-                                     torch.float16, torch.float32, torch.float64, torch.complex64,
-                                     torch.complex128)}
-
 
 class _Deadline(BaseException):
     """Raised by SIGALRM inside student code: a soft time limit (BaseException: `except Exception`
@@ -299,7 +295,7 @@ def _exception_line(err: BaseException, filename: str) -> str:
 
 
 def run_exercise(state: _Worker, index: int, ex_id: str, recorded: dict[str, Any], remaining: int) -> None:
-    """Call the student's function on every case of one exercise; write ex<index>.json/.npz."""
+    """Call the student's function on every case of one exercise; write ex<index>.json/.bin."""
     exercise = checks.get_exercise(ex_id)
     state.progress(Step.EXERCISE, ex_id)
     fn = recorded.get(ex_id)
@@ -328,10 +324,10 @@ def run_exercise(state: _Worker, index: int, ex_id: str, recorded: dict[str, Any
         outcome = Outcome.TIMEOUT
     except _OutputLimit:
         outcome = Outcome.OUTPUT_LIMIT
-    arrays, results = to_arrays(ran_list, state.budget["cap"] // 2)
-    if arrays:
-        with os.fdopen(state.open(contract.exercise_npz(index)), "wb") as f:
-            np.savez(f, **arrays)
+    data, results = to_bytes(ran_list, state.budget["cap"] // 2)
+    if data:
+        with os.fdopen(state.open(contract.exercise_bin(index)), "wb") as f:
+            f.write(data)
     state.write_json(contract.exercise_json(index), {"outcome": outcome, "case": detail, "results": results,
                                             "seconds": round(share, 2)})
     state.progress(Step.DONE, ex_id)
@@ -350,27 +346,27 @@ def _run_case(exercise: Any, fn: Any, case: Case) -> Ran:
         return Ran(ERROR, message=f"Your function raised {type(err).__name__}: {str(err)[:300]}")
 
 
-def to_arrays(ran_list: list[Ran], max_bytes: int) -> tuple[dict[str, np.ndarray], list[dict]]:
-    """Plain numpy arrays for np.savez, and a JSON-able description of each case's result."""
-    arrays: dict[str, np.ndarray] = {}
+def to_bytes(ran_list: list[Ran], max_bytes: int) -> tuple[bytes, list[dict]]:
+    """The returned tensors as one block of raw bytes, and a JSON-able description of each case's result
+    (status, message, and per output its dtype, numpy dtype, shape and offset in the block)."""
+    chunks: list[bytes] = []
     results, total = [], 0
-    for i, ran in enumerate(ran_list):
+    for ran in ran_list:
         entry: dict[str, Any] = {"status": ran.status, "message": ran.message[:_MESSAGE_CHARS], "outputs": []}
         if ran.status == PASSED:
-            outs = []
             size = sum(t.numel() * t.element_size() for t in ran.outputs)
             if total + size > max_bytes:
                 entry.update(status=ERROR, message=f"Your function returned {size / 2**20:.1f} MiB of tensors, "
                                                    "far more than the expected output; check the shapes.")
             else:
-                total += size
-                for k, t in enumerate(ran.outputs):
+                for t in ran.outputs:
                     dtype = str(t.dtype)
-                    plain = t if dtype in _NUMPY_DTYPES else t.to(torch.float64 if not t.is_complex()
-                                                                   else torch.complex128)
-                    key = f"c{i}o{k}"
-                    arrays[key] = plain.contiguous().numpy()
-                    outs.append({"key": key, "dtype": dtype})
-                entry["outputs"] = outs
+                    plain = t if dtype in contract.NUMPY_DTYPES else t.to(torch.complex128 if t.is_complex()
+                                                                           else torch.float64)
+                    data = plain.contiguous().numpy().tobytes()
+                    entry["outputs"].append({"dtype": dtype, "numpy": contract.NUMPY_DTYPES[str(plain.dtype)],
+                                             "shape": list(plain.shape), "offset": total, "nbytes": len(data)})
+                    chunks.append(data)
+                    total += len(data)
         results.append(entry)
-    return arrays, results
+    return b"".join(chunks), results

@@ -9,6 +9,7 @@ here, in `grade()`'s signature; the CLI passes on only what the instructor typed
     read_notebooks      parse each notebook; a bad one becomes "invalid" rows (notebook.py)
     draw_cases          public + hidden cases from --seed, and the reference's outputs on them
     measure_sandbox     wait for the zygote; say which protections its probe worker measured
+    ship_cases          the zygote loads the cases once, so that every worker has them in memory
     guard_files         where student code could change the submissions, the output or the
                         course: keep copies, and grade one notebook at a time (guard.py)
     run_sandboxed       each notebook in a sandboxed worker (sandbox.py, worker.py); judge the
@@ -250,6 +251,14 @@ def measure_sandbox(grading: Grading) -> None:
         print("\n".join(sandbox_lines(grading.summary.measures)), file=sys.stderr, flush=True)
 
 
+def ship_cases(grading: Grading) -> None:
+    """Hand the drawn cases to the zygote, which loads each file once: every worker then has them."""
+    if not grading.pending:
+        return
+    files = {notebook: grading.work_dir / _cases_file(notebook) for notebook in grading.options.notebooks}
+    grading.sandbox.preload({notebook: path for notebook, path in files.items() if path.exists()})
+
+
 def guard_files(grading: Grading) -> None:
     """Where the probe worker could write a submission, the output or the course, keep copies of them
     (and of the cases shipped to workers) to restore after each notebook, and run one at a time so
@@ -415,6 +424,7 @@ GRADE_STEPS: list[Callable[[Grading], None]] = [
     read_notebooks,
     draw_cases,
     measure_sandbox,
+    ship_cases,
     guard_files,
     run_sandboxed,
     write_reports,
@@ -428,6 +438,7 @@ SUBMISSION_STEPS: list[Callable[[Grading], None]] = [
     read_notebooks,
     draw_cases,
     measure_sandbox,
+    ship_cases,
     guard_files,
     run_sandboxed,
     fill_not_submitted,

@@ -169,6 +169,10 @@ class Sandbox:
             self.measures = self._read()["measures"]
         return self.measures
 
+    def preload(self, cases: dict[str, Path]) -> None:
+        """Have the zygote load each notebook's cases file once (notebook -> path), before the jobs."""
+        self._send({"op": "cases", "files": {notebook: str(path) for notebook, path in cases.items()}})
+
     def submit(self, job: int, job_dir: Path, slot: int) -> None:
         """Start job `job` (its files are in `job_dir`) in slot `slot` (0 .. jobs - 1)."""
         self._send({"op": "run", "job": job, "dir": str(job_dir), "slot": slot})
@@ -241,6 +245,7 @@ class _Zygote:
         self.samples = config.get("samples", {})
         self.jobs = config["jobs"]
         self.running: dict[int, dict] = {}  # pid -> job info
+        self.cases: dict[str, dict] = {}  # notebook -> exercise id -> case inputs (load_cases)
         self.exited: dict[int, int] = {}  # pid -> wait status, for workers reaped early
         self.me = os.getpid()
 
@@ -393,7 +398,11 @@ class _Zygote:
                 buffer += data
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
-                    self.start_job(json.loads(line))
+                    message = json.loads(line)
+                    if message.get("op") == "cases":
+                        self.load_cases(message["files"])
+                    else:
+                        self.start_job(message)
             self.reap()
             now = time.monotonic()
             for pid, job in list(self.running.items()):
@@ -413,6 +422,15 @@ class _Zygote:
         while data:
             data = data[os.write(self.proto_out, data):]
 
+    def load_cases(self, files: dict[str, str]) -> None:
+        """Load each notebook's cases once, here: every worker forked afterwards has them in memory."""
+        import torch
+
+        for notebook, path in files.items():
+            self.cases[notebook] = torch.load(path, weights_only=True)  # tensors and plain values only
+        gc.collect()
+        gc.freeze()
+
     def start_job(self, request: dict) -> None:
         slot = request["slot"]
         uid = self.uids[slot] if self.plan.isolation.drops_uid else None
@@ -421,7 +439,8 @@ class _Zygote:
         if pid == 0:
             code = EXIT_INTERNAL
             try:
-                code = _worker_process(request, self.plan, uid, (self.proto_in, self.proto_out, *self.wake))
+                code = _worker_process(request, self.plan, uid, (self.proto_in, self.proto_out, *self.wake),
+                                       self.cases)
             except BaseException:  # a grader bug: into the captured output (or the zygote's log)
                 import traceback
 
@@ -456,60 +475,48 @@ class _Zygote:
         self.send(end)
 
     def cleanup(self, pgid: int, uid: int | None) -> int:
-        """Kill everything the job started: its process group, its uid's processes, stray orphans."""
-        leftovers = {pid for pid, _, group, state, _ in _procs() if group == pgid and state != "Z"}
-        _killpg(pgid)
-        for _ in range(500):  # wait until the group is gone, so orphans have been re-parented to us
-            self.reap()
-            if not any(group == pgid and state != "Z" for _, _, group, state, _ in _procs()):
-                break
-            time.sleep(0.002)
-        if uid is not None:
-            leftovers |= self.kill_uid(uid)
-            if not self.plan.isolation.namespaces:
-                _sweep_tmp(uid)
-        leftovers |= self.kill_strays()
-        return len(leftovers)
-
-    def kill_uid(self, uid: int) -> set[int]:
-        """Kill every process of `uid`: a helper that becomes `uid` calls kill(-1, SIGKILL)."""
+        """Kill everything the job started: its process group, its uid's processes (a job slot's uid),
+        and orphans re-parented to the zygote (a subreaper) that are not running jobs. One scan of /proc
+        when nothing is left, the usual case."""
         killed: set[int] = set()
-        for _ in range(100):
-            alive = {pid for pid, _, _, state, owner in _procs(with_uid=True) if owner == uid and state != "Z"}
-            if not alive:
-                break
-            killed |= alive
-            helper = os.fork()
-            if helper == 0:
-                try:
-                    os.setgid(uid)
-                    os.setuid(uid)
-                    os.kill(-1, signal.SIGKILL)
-                finally:
-                    os._exit(0)
-            os.waitpid(helper, 0)
-            time.sleep(0.002)
+        for _ in range(500):  # scan first, then kill: what is killed is counted (a zombie is not)
             self.reap()
-        return killed
-
-    def kill_strays(self) -> set[int]:
-        """Orphans re-parented to the zygote (it is a subreaper) that are not running jobs."""
-        killed: set[int] = set()
-        for _ in range(100):
-            strays = {pid for pid, ppid, _, state, _ in _procs() if ppid == self.me and state != "Z"
-                      and pid not in self.running}
-            if not strays:
+            targets, by_uid = set(), False
+            for pid, ppid, group, state, owner in _procs(with_uid=uid is not None):
+                if state == "Z" or pid in self.running:
+                    continue
+                if group == pgid or ppid == self.me:
+                    targets.add(pid)
+                elif uid is not None and owner == uid:
+                    targets.add(pid)
+                    by_uid = True
+            if not targets:
                 break
-            for pid in strays:
+            killed |= targets
+            _killpg(pgid)
+            if by_uid:
+                self.kill_uid(uid)  # as that uid: kill(-1) also catches what it forks meanwhile
+            for pid in targets:
                 try:
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
+                except (ProcessLookupError, PermissionError):
                     pass
-            killed |= strays
             time.sleep(0.002)
-            self.reap()
-        self.reap()
-        return killed
+        if uid is not None and not self.plan.isolation.namespaces:
+            _sweep_tmp(uid)
+        return len(killed)
+
+    def kill_uid(self, uid: int) -> None:
+        """Kill every process of `uid` at once: a helper that becomes `uid` calls kill(-1, SIGKILL)."""
+        helper = os.fork()
+        if helper == 0:
+            try:
+                os.setgid(uid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(helper, 0)
 
 
 def _procs(with_uid: bool = False):
@@ -587,7 +594,8 @@ def _sweep_tmp(uid: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tuple[int, ...]) -> int:
+def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tuple[int, ...],
+                    cases: dict[str, dict]) -> int:
     """Isolate this fresh fork, then hand over to worker.run. Returns the exit code."""
     os.setsid()
     signal.set_wakeup_fd(-1)
@@ -600,7 +608,7 @@ def _worker_process(request: dict, plan: _Plan, uid: int | None, zygote_fds: tup
 
     # Everything the worker needs is read or opened now, as the grader's user, before any isolation.
     job_dir = Path(request["dir"])
-    job = worker.load_job(job_dir)
+    job = worker.load_job(job_dir, cases)
     out = job_dir / contract.OUT
     out.mkdir(mode=0o700)
     home = job_dir / contract.HOME

@@ -10,8 +10,9 @@ from __future__ import annotations
 import signal
 
 from attnkit.grading.contract import EXIT_INTERNAL, INTERNAL_ERROR, MEMORY_PATTERN, Stage, Step
+from attnkit.grading.isolation import Limits
 from attnkit.grading.notebook import Cell
-from attnkit.grading.sandbox import Ending, JobEnd, Limits
+from attnkit.grading.sandbox import Ending, JobEnd
 from attnkit.grading.statuses import Status
 
 __all__ = ["why_it_ended", "internal_error", "where", "first_line", "signal_name"]

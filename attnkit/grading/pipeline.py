@@ -39,9 +39,10 @@ from attnkit.checks.core import Case, Exercise
 from attnkit.grading import contract
 from attnkit.grading.discover import discover, discover_one, released_notebooks
 from attnkit.grading.guard import Guard
+from attnkit.grading.isolation import Limits
 from attnkit.grading.notebook import InvalidNotebook, read_code_cells
 from attnkit.grading.results import collect, verdict
-from attnkit.grading.sandbox import Limits, Sandbox, SandboxError
+from attnkit.grading.sandbox import Sandbox, SandboxError
 from attnkit.grading.state import Grading, GradingError, Job, NotebookResult, Options, Summary
 from attnkit.grading.statuses import Status
 

@@ -17,8 +17,9 @@ import torch
 from attnkit.checks.core import Case, ExerciseReport
 from attnkit.grading.discover import Discovery, Submission
 from attnkit.grading.guard import Guard
+from attnkit.grading.isolation import Limits
 from attnkit.grading.notebook import Cell
-from attnkit.grading.sandbox import Limits, Sandbox
+from attnkit.grading.sandbox import Sandbox
 from attnkit.grading.statuses import Verdict
 
 __all__ = ["GradingError", "Options", "Grading", "Job", "NotebookResult", "Summary"]

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 # One concept per module, and the public names it holds (its __all__; tests/test_api.py keeps the two equal).
 _EXPORTS: dict[str, tuple[str, ...]] = {
-    "attention": ("attend", "masked_softmax", "scaled_dot_product_attention", "softmax"),
+    "attention": ("attend", "entropy", "masked_softmax", "scaled_dot_product_attention", "softmax"),
     "masks": ("causal_mask", "combine_masks", "padding_invariance", "padding_mask", "to_additive", "to_bool"),
     "scoring": ("AdditiveAttention", "additive_scores", "attention_from_scores", "dot_product_scores",
                 "scaled_dot_product_scores", "softmax_saturation"),

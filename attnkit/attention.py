@@ -23,7 +23,7 @@ from attnkit._validate import (
 )
 from attnkit.masks import to_additive
 
-__all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention", "attend"]
+__all__ = ["softmax", "masked_softmax", "scaled_dot_product_attention", "attend", "entropy"]
 
 _HALF = (torch.float16, torch.bfloat16)  # computed in float32, results rounded back, as in PyTorch
 
@@ -163,3 +163,16 @@ def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, bias: to
         weights = torch.dropout(weights, dropout_p, train=True)  # survivors scaled by 1/(1-p)
     output = weights @ value  # (B..., L, S) x (B..., S, Ev) -> (B..., L, Ev)
     return output.to(in_dtype), weights.to(in_dtype)
+
+
+def entropy(weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """The entropy of attention weights in nats: 0 for one-hot, log S for uniform over S keys.
+
+    A zero weight contributes 0 (0 log 0 = 0), so masked keys give no NaN.
+
+    Shapes: weights (..., S) -> (...).
+
+    See chapters/01_attention.ipynb and chapters/04_multi_head_attention.ipynb.
+    """
+    expect_tensor("weights", weights)
+    return -torch.special.xlogy(weights, weights).sum(dim=dim)  # (..., S) -> (...)

@@ -81,10 +81,10 @@ def _explorer(
 
 
 def _entropy(weights: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of each row of weights, with 0 log 0 = 0."""
-    import torch
+    """Entropy in nats of each row of weights, with 0 log 0 = 0 (attnkit.entropy)."""
+    from attnkit.attention import entropy
 
-    return -torch.special.xlogy(weights, weights).sum(dim=-1)  # (..., S) -> (...)
+    return entropy(weights)  # (..., S) -> (...)
 
 
 def _labels(labels: Sequence[object] | None, n: int, name: str) -> list[str]:

@@ -217,3 +217,15 @@ def test_softmax_half_precision_fully_masked_row_has_zero_gradient(dtype):
     (w32 * upstream[[0, 2]].float()).sum().backward()
     torch.testing.assert_close(w[[0, 2]], w32.to(dtype), rtol=0, atol=0)
     torch.testing.assert_close(x.grad[[0, 2]], x32.grad.to(dtype))
+
+
+def test_entropy_matches_torch_categorical_and_gives_no_nan_on_zero_weights():
+    from attnkit.attention import entropy
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.softmax(torch.randn(3, 4, 7, generator=g), dim=-1)
+    want = torch.distributions.Categorical(probs=w).entropy()
+    torch.testing.assert_close(entropy(w), want)
+    masked = torch.tensor([0.5, 0.5, 0.0, 0.0])  # masked keys: weight exactly 0
+    assert entropy(masked).item() == pytest.approx(math.log(2))
+    assert entropy(torch.tensor([0.0, 1.0, 0.0])).item() == 0.0

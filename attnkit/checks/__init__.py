@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from attnkit.checks.core import Case, Exercise, ExerciseReport, Misconception, run_exercise
+from attnkit.checks.probes import padding_changes_output
 
 __all__ = ["check", "get_exercise", "all_exercises", "exercises_for", "Case", "Exercise", "Misconception",
-           "ExerciseReport", "run_exercise"]
+           "ExerciseReport", "run_exercise", "padding_changes_output"]
 
 # Set by the grader inside its worker: `check()` then records the function it is given (so the
 # function graded is the one the student checked, even if a later cell reuses its name) and runs

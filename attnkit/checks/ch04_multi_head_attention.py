@@ -90,10 +90,18 @@ def _merge_interleaved(x: torch.Tensor) -> torch.Tensor:
 # --- 4.3 a multi-head forward pass ---------------------------------------------------------------
 
 
-def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None):
-    """PyTorch's own multi-head attention (the function nn.MultiheadAttention calls), batch first."""
+def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None,
+             batch_first=True):
+    """PyTorch's own multi-head attention (the function nn.MultiheadAttention calls).
+
+    With batch_first=False the inputs and the output are (L, B, E), PyTorch's default layout.
+    """
     E = query.shape[-1]
     torch_mask = None if attn_mask is None else ~attn_mask  # torch: True = IGNORE; ours: True = may attend
+    if not batch_first:  # (L, B, E) in and out: run the batch-first code on transposed copies
+        out, weights = _mha_ref(query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), W_q, W_k,
+                                W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask)
+        return out.transpose(0, 1), weights  # (L, B, E), (B, L, S)
     out, weights = F.multi_head_attention_forward(
         query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1),  # (B, L, E) -> (L, B, E)
         E, num_heads,
@@ -105,10 +113,18 @@ def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_head
     return out.transpose(0, 1), weights  # (B, L, E), (B, L, S)
 
 
-def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None, *,
-                 scale_by_width=False, split="right", merge="right", skip_out_proj=False, weights="mean",
-                 invert_mask=False, transpose_weights=False, empty_rows_zero=False, fill=float("-inf")):
+def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None,
+                 batch_first=True, *, scale_by_width=False, split="right", merge="right", skip_out_proj=False,
+                 weights="mean", invert_mask=False, transpose_weights=False, empty_rows_zero=False,
+                 fill=float("-inf"), ignore_layout=False):
     """A multi-head forward pass with one known mistake switched on (each flag is one misconception)."""
+    if not batch_first and not ignore_layout:  # the mistake, in PyTorch's (L, B, E) layout
+        out, w = _mha_variant(query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), W_q, W_k, W_v,
+                              W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask, scale_by_width=scale_by_width,
+                              split=split, merge=merge, skip_out_proj=skip_out_proj, weights=weights,
+                              invert_mask=invert_mask, transpose_weights=transpose_weights,
+                              empty_rows_zero=empty_rows_zero, fill=fill)
+        return out.transpose(0, 1), w
     B, L, E = query.shape
     S = key.shape[1]
     H, D = num_heads, E // num_heads
@@ -166,6 +182,9 @@ def _mha_cases(gen: torch.Generator) -> list[Case]:
     keep[1, 0] = False  # and query 1 may not see key 0
     padded = {"query": randn(gen, 2, 3, 8), "key": randn(gen, 2, 5, 8), "value": randn(gen, 2, 5, 8),
               **params(8), "num_heads": 2, "attn_mask": keep}
+    seq_first = randn(gen, 5, 3, 8)  # (L, B, E)
+    layout = {"query": seq_first, "key": seq_first, "value": seq_first, **params(8), "num_heads": 2,
+              "batch_first": False}
     return [
         Case("self-attention: query = key = value (2, 4, 8): B=2, L=S=4, E=8, num_heads=2, no mask", self_attn),
         Case("cross-attention: query (2, 3, 12), key/value (2, 5, 12): L=3, S=5, E=12, num_heads=3, no mask",
@@ -173,6 +192,8 @@ def _mha_cases(gen: torch.Generator) -> list[Case]:
         Case("self-attention (2, 5, 8), num_heads=4, causal attn_mask (5, 5) bool, True = may attend", masked),
         Case("cross-attention: query (2, 3, 8), key/value (2, 5, 8), num_heads=2, attn_mask (3, 5) bool: keys "
              "3-4 are padding and query 1 may not see key 0", padded),
+        Case("PyTorch's default layout, batch_first=False: query = key = value (5, 3, 8) is (L, B, E) with L=5, "
+             "B=3; num_heads=2, no mask; output (L, B, E), weights (B, L, S)", layout),
     ]
 
 
@@ -187,7 +208,14 @@ def _mha_hidden(gen: torch.Generator) -> list[Case]:
                   "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
                   "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
                   "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1),
-                  "num_heads": H, "attn_mask": mask})]
+                  "num_heads": H, "attn_mask": mask}),
+            Case("batch_first=False: query (L=2, B=3, E=16), key/value (S=6, B=3, E=16), H=4, random bool mask",
+                 {"query": randn(gen, L, 3, E), "key": randn(gen, S, 3, E), "value": randn(gen, S, 3, E),
+                  "W_q": randn(gen, E, E, scale=s), "W_k": randn(gen, E, E, scale=s),
+                  "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
+                  "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
+                  "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1),
+                  "num_heads": H, "attn_mask": mask, "batch_first": False})]
 
 
 def _only_with_mask(fn):
@@ -284,6 +312,178 @@ def _weights_kqv(mha: nn.MultiheadAttention):
     return W_k, W_q, W_v, W_o, b_k, b_q, b_v, b_o
 
 
+# --- 4.5 find and fix: a multi-head attention class --------------------------------------------
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class BuggyMultiHeadAttention(nn.Module):
+    """The class of exercise 4.5 as given to the learner: batch-first self-attention with two bugs."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x, attn_mask=None):
+        B, L, E = x.shape
+        H, D = self.num_heads, E // self.num_heads
+        q = self.q_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        k = self.k_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(E)  # (B, H, L, L)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask[:, None], float("-inf"))  # (B, 1, L, L)
+        weights = torch.softmax(scores, dim=-1)  # (B, H, L, L)
+        out = (weights @ v).view(B, L, E)  # (B, H, L, D) -> (B, L, E)
+        return self.out_proj(out), weights.mean(dim=1)  # (B, L, E), (B, L, L)
+
+
+class _TorchMultiHeadAttention(nn.Module):
+    """The reference of 4.5: the same four nn.Linear layers, run through nn.MultiheadAttention itself."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        for name in _PROJECTIONS:
+            setattr(self, name, nn.Linear(embed_dim, embed_dim))
+
+    def forward(self, x, attn_mask=None):
+        E, H = x.shape[-1], self.num_heads
+        mha = nn.MultiheadAttention(E, H, batch_first=True).eval()
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+            mha.in_proj_bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            mha.out_proj.weight.copy_(self.out_proj.weight)
+            mha.out_proj.bias.copy_(self.out_proj.bias)
+        # torch: True = IGNORE, one (L, S) mask per batch element AND head: (B*H, L, S), batch-major
+        ignore = None if attn_mask is None else (~attn_mask).repeat_interleave(H, dim=0)
+        return mha(x, x, x, attn_mask=ignore, need_weights=True, average_attn_weights=True)
+
+
+def _call_mha_class(cls, inputs: dict):
+    """Build cls(embed_dim, num_heads), copy the case's weights into its four nn.Linear, run it on x."""
+    E, H = inputs["x"].shape[-1], inputs["num_heads"]
+    module = cls(E, H)
+    if not isinstance(module, nn.Module):  # not a class of ours: judged on what it returned
+        return module
+    with torch.no_grad():
+        for name in _PROJECTIONS:
+            layer = getattr(module, name, None)
+            if not isinstance(layer, nn.Linear):
+                raise AttributeError(f"the checker copies its weights into `self.{name}`, an nn.Linear(E, E) "
+                                     f"(found {type(layer).__name__}): keep the four layers of the given class "
+                                     "and their names q_proj, k_proj, v_proj, out_proj")
+            layer.weight.copy_(inputs[f"W_{name[0]}"])
+            layer.bias.copy_(inputs[f"b_{name[0]}"])
+    module.eval()
+    with torch.no_grad():
+        return module(inputs["x"], attn_mask=inputs["attn_mask"])
+
+
+def _fix_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, L: int, E: int, H: int, *lengths: int) -> Case:
+        s = 1.0 / math.sqrt(E)
+        causal = torch.ones(L, L, dtype=torch.bool).tril()  # (L, S)
+        padding = torch.arange(L)[None, :] < torch.tensor(lengths)[:, None]  # (B, S), right padding
+        return Case(name, {"x": randn(gen, B, L, E), "num_heads": H,
+                           **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                           **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"},
+                           "attn_mask": causal[None] & padding[:, None, :]})  # (B, L, S), True = may attend
+    return [case("padded causal batch: x (2, 5, 8), num_heads=2, lengths [5, 3], attn_mask (2, 5, 5)",
+                 2, 5, 8, 2, 5, 3),
+            case("x (3, 4, 12), num_heads=3, lengths [2, 4, 1], attn_mask (3, 4, 4)", 3, 4, 12, 3, 2, 4, 1)]
+
+
+def _fix_hidden(gen: torch.Generator) -> list[Case]:
+    E, L = 16, 6
+    s = 1.0 / math.sqrt(E)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    padding = torch.arange(L)[None, :] < torch.tensor([6, 2, 5, 1])[:, None]
+    return [Case("B=4, L=6, E=16, num_heads=4", {"x": randn(gen, 4, L, E), "num_heads": 4,
+                                                 **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                                                 **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"},
+                                                 "attn_mask": causal[None] & padding[:, None, :]})]
+
+
+def _mha_class(*, scale_by_width=False, view_merge=False, invert=False, per_head=False):
+    """A variant of the fixed class with some mistakes switched on."""
+    class Variant(BuggyMultiHeadAttention):
+        def forward(self, x, attn_mask=None):
+            B, L, E = x.shape
+            H, D = self.num_heads, E // self.num_heads
+            q = self.q_proj(x).view(B, L, H, D).transpose(1, 2)
+            k = self.k_proj(x).view(B, L, H, D).transpose(1, 2)
+            v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(E if scale_by_width else D)
+            if attn_mask is not None:
+                scores = scores.masked_fill((attn_mask if invert else ~attn_mask)[:, None], float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            out = weights @ v
+            out = out.reshape(B, L, E) if view_merge else out.transpose(1, 2).reshape(B, L, E)
+            return self.out_proj(out), (weights if per_head else weights.mean(dim=1))
+    return Variant
+
+
+# --- 4.6 stretch: GPT-2's fused attention from your own pieces ---------------------------------
+
+
+def _gpt2_ref(x: torch.Tensor, W_attn: torch.Tensor, b_attn: torch.Tensor, W_proj: torch.Tensor,
+              b_proj: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Causal self-attention with a fused (3E, E) QKV weight: nn.MultiheadAttention's own in_proj layout."""
+    L, E = x.shape[-2], x.shape[-1]
+    ignore = ~torch.ones(L, L, dtype=torch.bool).tril()  # torch: True = IGNORE the future
+    out, _ = F.multi_head_attention_forward(
+        x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), E, num_heads,  # (L, B, E)
+        in_proj_weight=W_attn, in_proj_bias=b_attn, bias_k=None, bias_v=None, add_zero_attn=False,
+        dropout_p=0.0, out_proj_weight=W_proj, out_proj_bias=b_proj, training=False, need_weights=False,
+        attn_mask=ignore)
+    return out.transpose(0, 1)  # (B, L, E)
+
+
+def _gpt2_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, L: int, E: int, H: int) -> Case:
+        s = 1.0 / math.sqrt(E)
+        return Case(name, {"x": randn(gen, B, L, E), "W_attn": randn(gen, 3 * E, E, scale=s),
+                           "b_attn": randn(gen, 3 * E, scale=0.1), "W_proj": randn(gen, E, E, scale=s),
+                           "b_proj": randn(gen, E, scale=0.1), "num_heads": H})
+    return [case("x (2, 5, 8), W_attn (24, 8), num_heads=2", 2, 5, 8, 2),
+            case("x (1, 4, 12), W_attn (36, 12), num_heads=3", 1, 4, 12, 3)]
+
+
+def _gpt2_hidden(gen: torch.Generator) -> list[Case]:
+    E = 16
+    s = 1.0 / math.sqrt(E)
+    return [Case("x (3, 7, 16), num_heads=4", {"x": randn(gen, 3, 7, E), "W_attn": randn(gen, 3 * E, E, scale=s),
+                                               "b_attn": randn(gen, 3 * E, scale=0.1),
+                                               "W_proj": randn(gen, E, E, scale=s),
+                                               "b_proj": randn(gen, E, scale=0.1), "num_heads": 4})]
+
+
+def _gpt2_with(x, W_attn, b_attn, W_proj, b_proj, num_heads, *, fused="right", causal=True, scale_by_width=False,
+               merge="right", out_proj=True):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    qkv = F.linear(x, W_attn, b_attn)  # (B, L, 3E)
+    if fused == "per_head":  # reads the fused output as (H, 3D): q, k, v of head 0, then of head 1...
+        q, k, v = qkv.reshape(B, L, H, 3 * D).split(D, dim=-1)  # each (B, L, H, D)
+        q, k, v = (t.reshape(B, L, E) for t in (q, k, v))
+    elif fused == "interleaved":  # reads it as (E, 3): q_0, k_0, v_0, q_1, ...
+        q, k, v = qkv.reshape(B, L, E, 3).unbind(-1)
+    elif fused == "kqv":
+        k, q, v = qkv.split(E, dim=-1)
+    else:
+        q, k, v = qkv.split(E, dim=-1)  # (B, L, E) each
+    q, k, v = (t.reshape(B, L, H, D).transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
+    mask = torch.ones(L, L, dtype=torch.bool).tril() if causal else None
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1 / math.sqrt(E if scale_by_width else D))
+    out = out.reshape(B, L, E) if merge == "no_transpose" else out.transpose(1, 2).reshape(B, L, E)
+    return F.linear(out, W_proj, b_proj) if out_proj else out
+
+
 _WRONG_ORDER_HINT = ("Split the width into heads first, x.reshape(B, L, H, D), THEN move the head axis forward "
                      "with .transpose(1, 2) (or .permute(0, 2, 1, 3)). Reshaping straight to (B, H, L, D) gives "
                      "the right shape but cuts across tokens: a 'head' then holds pieces of several tokens.")
@@ -361,6 +561,11 @@ EXERCISES = [
             Misconception(partial(_mha_variant, transpose_weights=True),
                           "The weights use nn.Linear's layout (out_features, in_features): a projection is "
                           "x @ W.T + b, not x @ W + b."),
+            Misconception(partial(_mha_variant, ignore_layout=True),
+                          "With batch_first=False the inputs are (L, B, E), PyTorch's default layout: your code "
+                          "read them as (B, L, E), so tokens attended across the batch. Transpose them to "
+                          "(B, L, E) first (query.transpose(0, 1)) and the output back to (L, B, E) at the end; "
+                          "the weights stay (B, L, S)."),
         ),
     ),
     Exercise(
@@ -381,6 +586,56 @@ EXERCISES = [
                           "Keep PyTorch's nn.Linear layout (out_features, in_features): return the matrices "
                           "as they are stored, without .T."),
             Misconception(_weights_kqv, "The stacking order is q, k, v: W_q comes first."),
+        ),
+    ),
+    Exercise(
+        id="4.5", notebook=NOTEBOOK, function="FixedMultiHeadAttention",
+        title="Find and fix: a multi-head attention class that disagrees with nn.MultiheadAttention",
+        reference=_TorchMultiHeadAttention, make_cases=_fix_cases, make_hidden_cases=_fix_hidden,
+        call=_call_mha_class, output_names=("output", "weights"),
+        misconceptions=(
+            Misconception(BuggyMultiHeadAttention,
+                          "This is still the given class: it has two bugs. One is in the scale of the scores "
+                          "(whose width?), one where the heads are put back together (compare with your "
+                          "merge_heads of exercise 4.2)."),
+            Misconception(_mha_class(view_merge=True),
+                          "The scale is fixed; one bug is left: `.view(B, L, E)` on the (B, H, L, D) head "
+                          "outputs keeps the right shape but cuts across tokens. Move the heads behind the "
+                          "tokens first: .transpose(1, 2) -> (B, L, H, D), then .reshape(B, L, E)."),
+            Misconception(_mha_class(scale_by_width=True),
+                          "The heads are merged right now; one bug is left: each head is scaled by the square "
+                          "root of ITS width D = E / num_heads, not of the model width E."),
+            Misconception(_mha_class(invert=True),
+                          "Your mask is inverted: attn_mask here is True where a query MAY attend (the "
+                          "opposite of nn.MultiheadAttention's), so fill -inf where it is False."),
+            Misconception(_mha_class(per_head=True),
+                          "Return the weights averaged over the heads, (B, L, L), as nn.MultiheadAttention "
+                          "does by default: weights.mean(dim=1)."),
+        ),
+    ),
+    Exercise(
+        id="4.6", notebook=NOTEBOOK, function="gpt2_attention",
+        title="Stretch: GPT-2's causal self-attention with one fused (3E, E) QKV weight, from your own pieces",
+        reference=_gpt2_ref, make_cases=_gpt2_cases, make_hidden_cases=_gpt2_hidden, output_names=("output",),
+        misconceptions=(
+            Misconception(partial(_gpt2_with, fused="per_head"),
+                          "The fused projection's output (B, L, 3E) is [all of q | all of k | all of v] (W_attn "
+                          "stacks W_q, W_k, W_v along dim 0), not q, k, v per head: split it into three E-wide "
+                          "pieces first (qkv.split(E, dim=-1)), THEN split each into heads."),
+            Misconception(partial(_gpt2_with, fused="interleaved"),
+                          "The fused projection's output is [all of q | all of k | all of v]: split the last "
+                          "dimension into three contiguous E-wide pieces, not every third feature."),
+            Misconception(partial(_gpt2_with, fused="kqv"),
+                          "W_attn stacks W_q, W_k, W_v in that order: the first E features are the queries."),
+            Misconception(partial(_gpt2_with, causal=False),
+                          "GPT-2's attention is causal: each token may attend only to itself and earlier tokens "
+                          "(a lower-triangular mask, or is_causal=True since L = S here)."),
+            Misconception(partial(_gpt2_with, scale_by_width=True),
+                          "Each head is scaled by the square root of ITS width D = E / num_heads, not of E."),
+            Misconception(partial(_gpt2_with, merge="no_transpose"),
+                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E)."),
+            Misconception(partial(_gpt2_with, out_proj=False),
+                          "You forgot the output projection: out = merged @ W_proj.T + b_proj."),
         ),
     ),
 ]

@@ -62,6 +62,8 @@ class Exercise:
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None  # default: fn(**inputs)
     output_names: tuple[str, ...] = ("output",)  # names of the returned tensors, for messages
     misconceptions: tuple[Misconception, ...] = ()
+    # (regex on the message of an exception the student's code raised, hint), tried before the generic ones
+    error_hints: tuple[tuple[str, str], ...] = ()
     points: float = 1.0
     atol: float = 1e-5
     rtol: float = 1e-4
@@ -227,7 +229,8 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
             message += (f"\nThe checker calls `{exercise.function}({names})`: keep the parameter names "
                         "of the exercise's stub.")
         else:
-            hint = exception_hint(err, line)
+            hint = next((h for pattern, h in exercise.error_hints if re.search(pattern, str(err))), None) \
+                or exception_hint(err, line)
             if hint:
                 message += "\nHint: " + hint
         return Ran(ERROR, message=message)
@@ -291,7 +294,7 @@ def _batched_matmul_hint(m: re.Match, line: str) -> str:
 
 
 def _broadcast_hint(m: re.Match, line: str) -> str:
-    a, b, dim = m.group(1), m.group(2), m.group(3)
+    a, b, dim = m.group(1) or "?", m.group(2) or "another", m.group(3) or "?"
     if _DOT_T.search(line):
         return _TRANSPOSE_ADVICE
     if "masked_fill" in line or "mask" in line:
@@ -320,6 +323,8 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
                 r"Expected batch2_sizes|inconsistent tensor size"), _batched_matmul_hint),
     (re.compile(r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton "
                 r"dimension (-?\d+)"), _broadcast_hint),
+    (re.compile(r"Attempting to broadcast a dimension of length (\d+)()() at|"
+                r"operands could not be broadcast together|shape mismatch: value tensor of shape"), _broadcast_hint),
     (re.compile(r"view size is not compatible with input tensor's size and stride"),
      "`.view` can only regroup memory in the order it is laid out, and after `.transpose`/`.permute` it is "
      "not (the tensor is not contiguous). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "

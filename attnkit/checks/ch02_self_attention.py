@@ -278,6 +278,12 @@ EXERCISES = [
         title="Stretch: cross-attention, queries from x and keys/values from memory, returning (output, weights)",
         reference=_cross_ref, make_cases=_cross_cases, make_hidden_cases=_cross_hidden,
         output_names=("output", "weights"),
+        error_hints=(
+            (r"Expected size for first two dimensions of batch2 tensor|mat1 and mat2 shapes cannot be multiplied",
+             "Check which sequence each projection reads: the queries project x (L rows, W_q is (D, E)), the "
+             "keys AND the values project memory (S rows, W_k and W_v take its width E_m). The (L, S) weights "
+             "then multiply the S value rows."),
+        ),
         misconceptions=(
             Misconception(_cross_swapped,
                           "The roles are swapped: the QUERIES come from x (the sequence that asks, L rows) and "

@@ -326,6 +326,9 @@ EXERCISES = [
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(S - L - 1),
                           "Your diagonal is False: a token may attend to itself (the mask includes the "
                           "diagonal; only keys strictly in the future are hidden)."),
+            Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(diagonal=L - S),
+                          "The diagonal has the wrong sign: with S > L the triangle moves RIGHT (the queries are "
+                          "the last L positions), so tril(diagonal=S - L), not L - S."),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).triu(S - L),
                           "You kept the upper triangle: that lets each query see the future. Keep the lower "
                           "triangle (tril)."),
@@ -424,6 +427,12 @@ EXERCISES = [
         title="Stretch: attention for a right-padded causal batch of heads, from your own masks and softmax",
         reference=_pca_ref, make_cases=_pca_cases, make_hidden_cases=_pca_hidden,
         output_names=("output", "weights"),
+        error_hints=(
+            (r"must match the size of tensor b \(\d+\) at non-singleton dimension (1|-3)\b",
+             "The (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting lined its "
+             "batch axis up with the heads. The mask is the same for every head: give it a head axis of size 1, "
+             "mask[:, None] (B, 1, L, S)."),
+        ),
         misconceptions=(
             Misconception(partial(_pca_with, head_axis=False),
                           "Your (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting "

@@ -152,7 +152,7 @@ def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_
     else:
         out = out.transpose(1, 2).reshape(B, L, E)
     if not skip_out_proj:
-        out = out @ W_o.T + b_o
+        out = out @ (W_o if transpose_weights else W_o.T) + b_o
     if weights == "mean":
         w = w.mean(dim=1)
     elif weights == "sum":
@@ -574,6 +574,12 @@ EXERCISES = [
         reference=_weights_ref, make_cases=_weights_cases, make_hidden_cases=_weights_hidden,
         call=_call_with_mha,
         output_names=("W_q", "W_k", "W_v", "W_o", "b_q", "b_k", "b_v", "b_o"),
+        error_hints=(
+            (r"'NoneType' object (has no attribute|is not subscriptable)",
+             "mha.in_proj_weight is None when the layer was built with kdim or vdim different from embed_dim: "
+             "then the three matrices live in mha.q_proj_weight, mha.k_proj_weight and mha.v_proj_weight "
+             "(check `mha.in_proj_weight is None`, or mha._qkv_same_embed_dim)."),
+        ),
         misconceptions=(
             Misconception(_weights_interleaved,
                           "in_proj_weight stacks the three matrices one after another along dim 0: rows "
@@ -593,6 +599,12 @@ EXERCISES = [
         title="Find and fix: a multi-head attention class that disagrees with nn.MultiheadAttention",
         reference=_TorchMultiHeadAttention, make_cases=_fix_cases, make_hidden_cases=_fix_hidden,
         call=_call_mha_class, output_names=("output", "weights"),
+        error_hints=(
+            (r"the checker copies its weights into",
+             "Start from the given class and change only its forward pass: the checker builds "
+             "FixedMultiHeadAttention(embed_dim, num_heads) and loads the weights into its four nn.Linear layers "
+             "by name."),
+        ),
         misconceptions=(
             Misconception(BuggyMultiHeadAttention,
                           "This is still the given class: it has two bugs. One is in the scale of the scores "

@@ -233,6 +233,18 @@ def _decode_refeed_last(model, cache, idx, max_new_tokens):
     return tokens
 
 
+def _decode_prefill_without_cache(model, cache, idx, max_new_tokens):
+    cache.reset()
+    tokens = idx
+    with torch.no_grad():
+        logits = model(idx)  # the prompt runs, but its keys and values never reach the cache
+        for _ in range(max_new_tokens):
+            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+            logits = model(next_token, cache, last_only=True)
+    return tokens
+
+
 def _decode_whole_sequence(model, cache, idx, max_new_tokens):
     cache.reset()
     tokens = idx
@@ -378,6 +390,10 @@ EXERCISES = [
             Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=+1)),
                           "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
                           "tril(diagonal=S - L)."),
+            Misconception(_cached_with(lambda L, S: torch.ones(L, S).tril(diagonal=S - L)),
+                          "Your mask is a float tensor of 0s and 1s: F.scaled_dot_product_attention ADDS a float "
+                          "mask to the scores, so it only nudges them and hides nothing. Pass a bool mask "
+                          "(torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)), True = may attend."),
             Misconception(_cached_with(lambda L, S: ~_bottom_right(L, S)),
                           "Your mask is inverted: an all-zero output row means a query that may see no key "
                           "at all. In F.scaled_dot_product_attention a boolean mask is True where a query MAY "
@@ -407,6 +423,11 @@ EXERCISES = [
                           "Positions are off by one: after the prefill the cache already holds every prompt "
                           "token, so feed only the NEW token at each step (the prompt's last token was fed "
                           "twice)."),
+            Misconception(_decode_prefill_without_cache,
+                          "The first new token is right, the next ones are not: the prompt went through the model "
+                          "WITHOUT the cache, so the cache is empty when the steps begin and each new token sees "
+                          "no prompt (and sits at position 0). Prefill with the cache: model(idx, cache, "
+                          "last_only=True)."),
             Misconception(_decode_whole_sequence,
                           "With a cache, feed the model only the tokens it has not seen: the prompt once, then "
                           "one new token per step. Feeding the whole sequence appends it to the cache again."),

@@ -297,6 +297,13 @@ def _broadcast_hint(m: re.Match, line: str) -> str:
     a, b, dim = m.group(1) or "?", m.group(2) or "another", m.group(3) or "?"
     if _DOT_T.search(line):
         return _TRANSPOSE_ADVICE
+    if re.search(r"\.(sum|max|amax|mean|logsumexp)\(", line) and "keepdim" not in line:
+        return ("A reduction without keepdim=True drops the dimension it reduces, so the result no longer lines "
+                "up with the tensor it divides or is subtracted from: use e.g. `x.sum(dim=-1, keepdim=True)`, "
+                "shape (..., 1), which broadcasts over the last dimension.")
+    if re.search(r"transpose\(\s*(0\s*,\s*1|1\s*,\s*0)\s*\)", line):
+        return ("`.transpose(0, 1)` swaps the FIRST two dimensions, the batch and the tokens of a batched tensor; "
+                "count from the end to reach the last two whatever the batch: `.transpose(-2, -1)`.")
     if "masked_fill" in line or "mask" in line:
         return (f"The mask does not line up with the scores: their dimension {dim} has size {a} on one side and "
                 f"{b} on the other. Give the mask the axes it lacks where they belong (a padding mask hides "
@@ -325,6 +332,12 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
                 r"dimension (-?\d+)"), _broadcast_hint),
     (re.compile(r"Attempting to broadcast a dimension of length (\d+)()() at|"
                 r"operands could not be broadcast together|shape mismatch: value tensor of shape"), _broadcast_hint),
+    (re.compile(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]"),
+     lambda m, line: (f"The result has shape [{m.group(1)}] but another operand broadcasts to [{m.group(2)}]: "
+                      + ("the mask has more rows or columns than the scores (L queries x S keys): build it as "
+                         "(L, S), one row per query, not (S, L)." if "mask" in line else
+                         "an in-place operation (`+=`, `masked_fill_`, `out=`) cannot grow its tensor; check "
+                         "which operand has the extra size (L vs S?)."))),
     (re.compile(r"view size is not compatible with input tensor's size and stride"),
      "`.view` can only regroup memory in the order it is laid out, and after `.transpose`/`.permute` it is "
      "not (the tensor is not contiguous). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "
@@ -343,6 +356,20 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
     (re.compile(r"Sizes of tensors must match except in dimension (-?\d+)"),
      "torch.cat joins tensors along one existing dimension and needs every OTHER dimension equal: check "
      "`dim=` (the positions of a (B, H, S, D) cache are dim 2, or -2) and the order of the axes."),
+    (re.compile(r"zero-dimensional tensor \(at position \d+\) cannot be concatenated"),
+     "torch.cat joins tensors along an axis they already have, and a 0-d tensor (a single number such as "
+     "`q1 @ k1`) has none: use torch.stack([...]) to make a new axis of them."),
+    (re.compile(r"Tensors must have same number of dimensions"),
+     "torch.cat needs tensors with the same number of dimensions: add the missing axis (`unsqueeze`/`None`) "
+     "first, or use torch.stack if you meant a new axis."),
+    (re.compile(r"The expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)"),
+     "`.expand` can only stretch dimensions of size 1 (it copies nothing). To repeat a dimension of size n, "
+     "use `repeat_interleave(k, dim=...)` (each entry k times in a row) or `repeat` (the whole block k times), "
+     "or insert a size-1 axis, expand it, then reshape."),
+    (re.compile(r"unsupported operand type\(s\) for .*torch\.return_types\.(max|min)|"
+                r"'torch\.return_types\.(max|min)'"),
+     "`x.max(dim=...)` returns a pair (values, indices), not a tensor: use `x.max(dim=-1, keepdim=True).values` "
+     "or `x.amax(dim=-1, keepdim=True)`."),
     (re.compile(r"stack expects each tensor to be equal size"),
      "torch.stack puts tensors side by side along a NEW axis, so they must have equal shapes. To join them "
      "along an existing axis (append positions, concatenate heads) use `torch.cat(..., dim=...)`."),
@@ -452,7 +479,9 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
                 return _first_difference(name, want, got, "differs from the expected mask")
             continue
         if not (want.is_floating_point() or want.is_complex()):
-            if got.is_floating_point() or not torch.equal(want, got.to(want.dtype)):
+            if got.is_floating_point() or got.is_complex():
+                return f"Expected `{name}` to have dtype {want.dtype} but got {got.dtype}."
+            if not torch.equal(want, got.to(want.dtype)):
                 return _first_difference(name, want, got, "differs from the expected values")
             continue
         if got.dtype != want.dtype and got.dim() > 0:
@@ -495,6 +524,8 @@ def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: st
         return f"`{name}` {what}: expected {_num(want.item())}, got {_num(got.item())}."
     bad = ~torch.isclose(got.double(), want.double(), atol=1e-5, rtol=1e-4, equal_nan=True) \
         if want.dtype != torch.bool else want != got
+    if not bool(bad.any()):  # equal values that compare unequal (another dtype): say so, never crash
+        return f"`{name}` {what} (expected dtype {want.dtype}, got {got.dtype})."
     idx = tuple(int(i) for i in bad.nonzero()[0])
     row = idx[:-1]
     label = f"{name}[{', '.join(map(str, row))}{', ' if row else ''}:]"
@@ -624,8 +655,25 @@ def value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
     the wrong places.
     """
     sizes = _sizes(case.inputs)
+    if len(actual) != len(expected):
+        return (f"Return a tuple of {len(expected)} tensors in this order: {', '.join(exercise.output_names)} "
+                "(e.g. `return " + ", ".join(exercise.output_names) + "`), not one tensor or a stack of them.") \
+            if all(n.isidentifier() for n in exercise.output_names) else \
+            f"Return a tuple of {len(expected)} tensors: {', '.join(exercise.output_names)}."
     for name, want, got in zip(exercise.output_names, expected, actual, strict=False):
+        if want.dtype == torch.bool and got.dtype != torch.bool:
+            return (f"`{name}` must be a bool tensor (True = may attend): build it with dtype=torch.bool or from "
+                    "a comparison (`<`, `>=`), or convert with `.bool()`. A float mask means something else "
+                    "to PyTorch: it is ADDED to the scores.")
+        if not (want.is_floating_point() or want.dtype == torch.bool) and got.is_floating_point():
+            return (f"`{name}` holds integer values (positions, token ids): return an integer tensor, e.g. "
+                    "torch.arange(...) without a float dtype, or `.long()`.")
         if tuple(got.shape) != tuple(want.shape):
+            if got.dim() < want.dim() and got.numel() < want.numel():
+                return (f"Your `{name}` {shape_str(got.shape)} has fewer dimensions than expected "
+                        f"{shape_str(want.shape)}: two tensors were combined entry by entry where one of them "
+                        "needed its own axis to broadcast into a grid (e.g. positions[None, :] < lengths[:, None] "
+                        "gives (B, S)), or a reduction dropped a dimension (keepdim=True keeps it).")
             if got.dim() == want.dim() + 1 and got.numel() == want.numel():
                 return (f"Your `{name}` has one dimension more than expected and the same number of entries: "
                         "torch.stack (which adds a NEW axis) where torch.cat (which joins along an existing "
@@ -639,6 +687,8 @@ def value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
             continue
         if not (want.is_floating_point() and got.is_floating_point()) or bool(torch.isnan(got).any()):
             continue
+        if torch.allclose(got.double(), want.double(), atol=exercise.atol, rtol=exercise.rtol):
+            continue  # this output is right: the mistake is in another one
         if _is_weights(want):
             hint = _weights_hint(name, got, want, sizes)
             if hint:

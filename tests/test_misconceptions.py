@@ -690,44 +690,57 @@ class FixedMultiHeadAttention(nn.Module):
 
     def forward(self, x, attn_mask=None):
         return x, x""", ["q_proj"]),
-    # --- 4.6 GPT-2 attention
-    ("4.6", "fused output read per head", """
-def gpt2_attention(x, W_attn, b_attn, W_proj, b_proj, num_heads):
+    # --- 4.6 remove one head
+    ("4.6", "every H-th feature", """
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
     B, L, E = x.shape
     H, D = num_heads, E // num_heads
-    q, k, v = (x @ W_attn.T + b_attn).view(B, L, H, 3 * D).transpose(1, 2).split(D, dim=-1)
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return out.transpose(1, 2).reshape(B, L, E) @ W_proj.T + b_proj""", ["[all of q | all of k | all of v]"]),
-    ("4.6", "not causal", """
-def gpt2_attention(x, W_attn, b_attn, W_proj, b_proj, num_heads):
-    B, L, E = x.shape
-    H, D = num_heads, E // num_heads
-    q, k, v = ((t.view(B, L, H, D).transpose(1, 2)) for t in (x @ W_attn.T + b_attn).split(E, dim=-1))
-    out = F.scaled_dot_product_attention(q, k, v)
-    return out.transpose(1, 2).reshape(B, L, E) @ W_proj.T + b_proj""", ["causal"]),
-    ("4.6", "chunk the weight's columns", """
-def gpt2_attention(x, W_attn, b_attn, W_proj, b_proj, num_heads):
-    B, L, E = x.shape
-    H, D = num_heads, E // num_heads
-    W_q, W_k, W_v = W_attn.chunk(3, dim=1)
-    b_q, b_k, b_v = b_attn.chunk(3)
     q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return out.transpose(1, 2).reshape(B, L, E) @ W_proj.T + b_proj""", ["matrix product"]),
+    merged = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, E)
+    merged[..., head::H] = 0
+    return merged @ W_o.T + b_o""", ["side by side"]),
+    ("4.6", "queries zeroed", """
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
+    q = q.clone()
+    q[:, head] = 0
+    merged = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, E)
+    return merged @ W_o.T + b_o""", ["uniform"]),
+    ("4.6", "zeroed after W_O", """
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, E) @ W_o.T + b_o
+    out[..., head * D:(head + 1) * D] = 0
+    return out""", ["before the output projection"]),
+    ("4.6", "bias dropped too", """
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
+    heads = F.scaled_dot_product_attention(q, k, v)
+    heads[:, head] = 0
+    return heads.transpose(1, 2).reshape(B, L, E) @ W_o.T""", ["b_o"]),
+    ("4.6", "wrong rows of W_O", """
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
+    merged = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, E)
+    W = W_o.clone()
+    W[head * D:(head + 1) * D] = 0
+    return merged @ W.T + b_o""", ["COLUMNS"]),
     ("4.6", "merge without transpose", """
-def gpt2_attention(x, W_attn, b_attn, W_proj, b_proj, num_heads):
+def ablate_head(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
     B, L, E = x.shape
     H, D = num_heads, E // num_heads
-    q, k, v = ((t.view(B, L, H, D).transpose(1, 2)) for t in (x @ W_attn.T + b_attn).split(E, dim=-1))
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-    return out.reshape(B, L, E) @ W_proj.T + b_proj""", ["BEFORE reshaping"]),
-    ("4.6", "scale by sqrt(E)", """
-def gpt2_attention(x, W_attn, b_attn, W_proj, b_proj, num_heads):
-    B, L, E = x.shape
-    H, D = num_heads, E // num_heads
-    q, k, v = ((t.view(B, L, H, D).transpose(1, 2)) for t in (x @ W_attn.T + b_attn).split(E, dim=-1))
-    out = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1 / math.sqrt(E))
-    return out.transpose(1, 2).reshape(B, L, E) @ W_proj.T + b_proj""", ["ITS width"]),
+    q, k, v = ((x @ W.T + b).view(B, L, H, D).transpose(1, 2) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))
+    heads = F.scaled_dot_product_attention(q, k, v)
+    heads[:, head] = 0
+    return heads.reshape(B, L, E) @ W_o.T + b_o""", ["BEFORE reshaping"]),
     # --- 5.1 cache update
     ("5.1", "stack for cat", """
 def cache_update(k_cache, v_cache, k_new, v_new):
@@ -823,6 +836,13 @@ def grouped_query_attention(query, key, value, attn_mask=None):
     g = query.shape[1] // key.shape[1]
     return F.scaled_dot_product_attention(query, key.repeat(1, g, 1, 1), value.repeat(1, g, 1, 1),
                                           attn_mask=attn_mask)""", ["repeat_interleave"]),
+    ("5.4", "queries regrouped (G, H_kv)", """
+def grouped_query_attention(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    H_kv = key.shape[1]
+    q = query.reshape(B, H // H_kv, H_kv, L, D).transpose(1, 2)
+    out = F.scaled_dot_product_attention(q, key[:, :, None], value[:, :, None], attn_mask=attn_mask)
+    return out.transpose(1, 2).reshape(B, H, L, value.shape[-1])""", ["(B, H_kv, G, L, D)"]),
     ("5.4", "no expansion", """
 def grouped_query_attention(query, key, value, attn_mask=None):
     return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)""", ["repeat_interleave"]),

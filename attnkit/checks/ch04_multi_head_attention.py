@@ -428,60 +428,78 @@ def _mha_class(*, scale_by_width=False, view_merge=False, invert=False, per_head
     return Variant
 
 
-# --- 4.6 stretch: GPT-2's fused attention from your own pieces ---------------------------------
+# --- 4.6 stretch: remove one head (head ablation) -----------------------------------------------
 
 
-def _gpt2_ref(x: torch.Tensor, W_attn: torch.Tensor, b_attn: torch.Tensor, W_proj: torch.Tensor,
-              b_proj: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Causal self-attention with a fused (3E, E) QKV weight: nn.MultiheadAttention's own in_proj layout."""
-    L, E = x.shape[-2], x.shape[-1]
-    ignore = ~torch.ones(L, L, dtype=torch.bool).tril()  # torch: True = IGNORE the future
+def _ablate_ref(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    """Self-attention with head `head` removed: PyTorch's own layer with that head's D columns of W_O zeroed.
+
+    The concatenation puts head h's output in features h*D .. (h+1)*D - 1, and W_O reads them through
+    those columns; zeroing them removes exactly that head, and nothing else (b_o stays).
+    """
+    E = x.shape[-1]
+    D = E // num_heads
+    W_o = W_o.clone()
+    W_o[:, head * D:(head + 1) * D] = 0.0  # (E, E): head `head` no longer reaches the output
     out, _ = F.multi_head_attention_forward(
         x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), E, num_heads,  # (L, B, E)
-        in_proj_weight=W_attn, in_proj_bias=b_attn, bias_k=None, bias_v=None, add_zero_attn=False,
-        dropout_p=0.0, out_proj_weight=W_proj, out_proj_bias=b_proj, training=False, need_weights=False,
-        attn_mask=ignore)
+        in_proj_weight=torch.cat([W_q, W_k, W_v]), in_proj_bias=torch.cat([b_q, b_k, b_v]), bias_k=None,
+        bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=W_o, out_proj_bias=b_o,
+        training=False, need_weights=False)
     return out.transpose(0, 1)  # (B, L, E)
 
 
-def _gpt2_cases(gen: torch.Generator) -> list[Case]:
-    def case(name: str, B: int, L: int, E: int, H: int) -> Case:
+def _ablate_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, L: int, E: int, H: int, head: int) -> Case:
         s = 1.0 / math.sqrt(E)
-        return Case(name, {"x": randn(gen, B, L, E), "W_attn": randn(gen, 3 * E, E, scale=s),
-                           "b_attn": randn(gen, 3 * E, scale=0.1), "W_proj": randn(gen, E, E, scale=s),
-                           "b_proj": randn(gen, E, scale=0.1), "num_heads": H})
-    return [case("x (2, 5, 8), W_attn (24, 8), num_heads=2", 2, 5, 8, 2),
-            case("x (1, 4, 12), W_attn (36, 12), num_heads=3", 1, 4, 12, 3)]
+        return Case(name, {"x": randn(gen, B, L, E), **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                           **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"}, "num_heads": H, "head": head})
+    return [case("x (2, 4, 8), num_heads=2, remove head 0", 2, 4, 8, 2, 0),
+            case("x (1, 5, 12), num_heads=3, remove head 1", 1, 5, 12, 3, 1),
+            case("x (2, 3, 12), num_heads=4, remove head 3 (the last)", 2, 3, 12, 4, 3)]
 
 
-def _gpt2_hidden(gen: torch.Generator) -> list[Case]:
-    E = 16
-    s = 1.0 / math.sqrt(E)
-    return [Case("x (3, 7, 16), num_heads=4", {"x": randn(gen, 3, 7, E), "W_attn": randn(gen, 3 * E, E, scale=s),
-                                               "b_attn": randn(gen, 3 * E, scale=0.1),
-                                               "W_proj": randn(gen, E, E, scale=s),
-                                               "b_proj": randn(gen, E, scale=0.1), "num_heads": 4})]
+def _ablate_hidden(gen: torch.Generator) -> list[Case]:
+    E, s = 16, 0.25
+    return [Case("x (3, 6, 16), num_heads=4, remove head 2",
+                 {"x": randn(gen, 3, 6, E), **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                  **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"}, "num_heads": 4, "head": 2})]
 
 
-def _gpt2_with(x, W_attn, b_attn, W_proj, b_proj, num_heads, *, fused="right", causal=True, scale_by_width=False,
-               merge="right", out_proj=True):
+def _ablate_with(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head, *, how="columns"):
     B, L, E = x.shape
     H, D = num_heads, E // num_heads
-    qkv = F.linear(x, W_attn, b_attn)  # (B, L, 3E)
-    if fused == "per_head":  # reads the fused output as (H, 3D): q, k, v of head 0, then of head 1...
-        q, k, v = qkv.reshape(B, L, H, 3 * D).split(D, dim=-1)  # each (B, L, H, D)
-        q, k, v = (t.reshape(B, L, E) for t in (q, k, v))
-    elif fused == "interleaved":  # reads it as (E, 3): q_0, k_0, v_0, q_1, ...
-        q, k, v = qkv.reshape(B, L, E, 3).unbind(-1)
-    elif fused == "kqv":
-        k, q, v = qkv.split(E, dim=-1)
+    q, k, v = (_split_ref(x @ W.T + b, H) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))  # (B, H, L, D)
+    if how == "queries":
+        q = q.clone()
+        q[:, head] = 0.0  # a uniform softmax, not a silent head
+    heads = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, D)
+    if how == "columns":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        merged = _merge_ref(heads)
+    elif how == "merge_no_transpose":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        merged = heads.reshape(B, L, E)
+    elif how == "rows":
+        merged = _merge_ref(heads)
+        W_o = W_o.clone()
+        W_o[head * D:(head + 1) * D] = 0.0  # output features, not the head's inputs to W_O
+    elif how == "strided":
+        merged = _merge_ref(heads).clone()
+        merged[..., head::H] = 0.0  # every H-th feature
     else:
-        q, k, v = qkv.split(E, dim=-1)  # (B, L, E) each
-    q, k, v = (t.reshape(B, L, H, D).transpose(1, 2) for t in (q, k, v))  # (B, H, L, D)
-    mask = torch.ones(L, L, dtype=torch.bool).tril() if causal else None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1 / math.sqrt(E if scale_by_width else D))
-    out = out.reshape(B, L, E) if merge == "no_transpose" else out.transpose(1, 2).reshape(B, L, E)
-    return F.linear(out, W_proj, b_proj) if out_proj else out
+        merged = _merge_ref(heads)
+    out = merged @ W_o.T + b_o
+    if how == "after_proj":
+        out = out.clone()
+        out[..., head * D:(head + 1) * D] = 0.0
+    elif how == "no_bias":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        out = _merge_ref(heads) @ W_o.T
+    return out
 
 
 _WRONG_ORDER_HINT = ("Split the width into heads first, x.reshape(B, L, H, D), THEN move the head axis forward "
@@ -626,28 +644,34 @@ EXERCISES = [
         ),
     ),
     Exercise(
-        id="4.6", notebook=NOTEBOOK, function="gpt2_attention",
-        title="Stretch: GPT-2's causal self-attention with one fused (3E, E) QKV weight, from your own pieces",
-        reference=_gpt2_ref, make_cases=_gpt2_cases, make_hidden_cases=_gpt2_hidden, output_names=("output",),
+        id="4.6", notebook=NOTEBOOK, function="ablate_head",
+        title="Stretch: multi-head self-attention with one head removed (its output zeroed before W_O)",
+        reference=_ablate_ref, make_cases=_ablate_cases, make_hidden_cases=_ablate_hidden, output_names=("output",),
         misconceptions=(
-            Misconception(partial(_gpt2_with, fused="per_head"),
-                          "The fused projection's output (B, L, 3E) is [all of q | all of k | all of v] (W_attn "
-                          "stacks W_q, W_k, W_v along dim 0), not q, k, v per head: split it into three E-wide "
-                          "pieces first (qkv.split(E, dim=-1)), THEN split each into heads."),
-            Misconception(partial(_gpt2_with, fused="interleaved"),
-                          "The fused projection's output is [all of q | all of k | all of v]: split the last "
-                          "dimension into three contiguous E-wide pieces, not every third feature."),
-            Misconception(partial(_gpt2_with, fused="kqv"),
-                          "W_attn stacks W_q, W_k, W_v in that order: the first E features are the queries."),
-            Misconception(partial(_gpt2_with, causal=False),
-                          "GPT-2's attention is causal: each token may attend only to itself and earlier tokens "
-                          "(a lower-triangular mask, or is_causal=True since L = S here)."),
-            Misconception(partial(_gpt2_with, scale_by_width=True),
-                          "Each head is scaled by the square root of ITS width D = E / num_heads, not of E."),
-            Misconception(partial(_gpt2_with, merge="no_transpose"),
-                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E)."),
-            Misconception(partial(_gpt2_with, out_proj=False),
-                          "You forgot the output projection: out = merged @ W_proj.T + b_proj."),
+            Misconception(partial(_ablate_with, how="strided"),
+                          "Head h's D outputs sit side by side in the concatenation, features h*D .. (h+1)*D - 1 "
+                          "(head 0 first), not every H-th feature: remove that contiguous block (the same as "
+                          "zeroing W_O's columns h*D .. (h+1)*D - 1)."),
+            Misconception(partial(_ablate_with, how="queries"),
+                          "Zeroing a head's queries does not silence it: its scores become 0, its softmax "
+                          "uniform, and it still averages the values. Zero the head's OUTPUT, before W_O."),
+            Misconception(partial(_ablate_with, how="after_proj"),
+                          "You zeroed D features of the final output, after W_O has mixed all the heads into "
+                          "every feature. Remove the head before the output projection: zero its (B, L, D) "
+                          "output, or W_O's columns h*D .. (h+1)*D - 1."),
+            Misconception(partial(_ablate_with, how="rows"),
+                          "You zeroed ROWS h*D .. (h+1)*D - 1 of W_O: those make output features. W_O reads head "
+                          "h through its COLUMNS h*D .. (h+1)*D - 1 (out = merged @ W_o.T: column j multiplies "
+                          "merged feature j); or simply zero the head's output before merging."),
+            Misconception(partial(_ablate_with, how="merge_no_transpose"),
+                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E): "
+                          "reshaping directly mixes tokens."),
+            Misconception(partial(_ablate_with, how="no_bias"),
+                          "Removing a head removes its contribution through W_O, not the output bias b_o: "
+                          "keep + b_o."),
+            Misconception(partial(_ablate_with, how="none"),
+                          "Nothing was removed: this is the full multi-head output. Zero head `head`'s output "
+                          "(B, L, D) before merging and projecting."),
         ),
     ),
 ]

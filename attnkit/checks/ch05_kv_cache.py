@@ -452,10 +452,11 @@ EXERCISES = [
         ),
         misconceptions=(
             Misconception(_gqa_with(lambda t, g: t.repeat(1, g, 1, 1)),
-                          "`repeat` tiles the key/value heads as 0, 1, 0, 1, ...: query head h then uses kv head "
-                          "h % H_kv. Grouped-query attention gives each kv head a GROUP of consecutive query "
-                          "heads, h // (H // H_kv): 0, 0, 1, 1, ..., which is `repeat_interleave(H // H_kv, "
-                          "dim=1)`."),
+                          "Query head h used kv head h % H_kv (0, 1, 0, 1, ...): that is what `repeat` (tiling) or "
+                          "regrouping the queries as (B, G, H_kv, L, D) gives. Grouped-query attention gives each "
+                          "kv head a GROUP of consecutive query heads, h // G with G = H // H_kv (0, 0, 1, 1, ...): "
+                          "reshape the queries to (B, H_kv, G, L, D) (or, with copies, "
+                          "`repeat_interleave(G, dim=1)`)."),
             Misconception(_gqa_keys_only,
                           "Your keys are expanded with repeat_interleave but the values with repeat: both must "
                           "map query head h to kv head h // (H // H_kv)."),

@@ -205,6 +205,11 @@ def additive_attention(query, key, value, W_q, W_k, v_a, attn_mask=None):
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)
     return weights @ key, weights""", ["VALUES"]),
+    ("1.6", "mask applied when there is none", """
+def additive_attention(query, key, value, W_q, W_k, v_a, attn_mask=None):
+    scores = torch.tanh((query @ W_q.T).unsqueeze(-2) + (key @ W_k.T).unsqueeze(-3)) @ v_a
+    weights = torch.softmax(scores.masked_fill(~attn_mask, float("-inf")), dim=-1)
+    return weights @ value, weights""", ["is not None"]),
     ("1.6", "no softmax", """
 def additive_attention(query, key, value, W_q, W_k, v_a, attn_mask=None):
     scores = torch.tanh((query @ W_q.T).unsqueeze(-2) + (key @ W_k.T).unsqueeze(-3)) @ v_a
@@ -583,6 +588,21 @@ def multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     w = torch.softmax(scores, dim=-1)
     return (w @ v).transpose(1, 2).reshape(B, L, E) @ W_o.T + b_o, w.mean(dim=1)""", ["(L, B, E)"]),
+    ("4.3", "output left in (B, L, E)", """
+def multi_head_attention(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None,
+                         batch_first=True):
+    if not batch_first:
+        query, key, value = query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1)
+    B, L, E = query.shape
+    S, H, D = key.shape[1], num_heads, E // num_heads
+    q = (query @ W_q.T + b_q).reshape(B, L, H, D).transpose(1, 2)
+    k = (key @ W_k.T + b_k).reshape(B, S, H, D).transpose(1, 2)
+    v = (value @ W_v.T + b_v).reshape(B, S, H, D).transpose(1, 2)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(D)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    w = torch.softmax(scores, dim=-1)
+    return (w @ v).transpose(1, 2).reshape(B, L, E) @ W_o.T + b_o, w.mean(dim=1)""", ["dimensions 0 and 1"]),
     # --- 4.4 weights from torch
     ("4.4", "reshape to (E, 3, E)", """
 def weights_from_torch(mha):
@@ -843,6 +863,18 @@ def grouped_query_attention(query, key, value, attn_mask=None):
     q = query.reshape(B, H // H_kv, H_kv, L, D).transpose(1, 2)
     out = F.scaled_dot_product_attention(q, key[:, :, None], value[:, :, None], attn_mask=attn_mask)
     return out.transpose(1, 2).reshape(B, H, L, value.shape[-1])""", ["(B, H_kv, G, L, D)"]),
+    ("5.4", "group axis in front of the keys' heads", """
+def grouped_query_attention(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    q = query.view(B, key.shape[1], H // key.shape[1], L, D)
+    out = F.scaled_dot_product_attention(q, key.unsqueeze(1), value.unsqueeze(1), attn_mask=attn_mask)
+    return out.view(B, H, L, -1)""", ["key[:, :, None]"]),
+    ("5.4", "keys without a group axis", """
+def grouped_query_attention(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    q = query.view(B, key.shape[1], H // key.shape[1], L, D)
+    return F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask).view(B, H, L, -1)""",
+     ["size-1 group axis"]),
     ("5.4", "no expansion", """
 def grouped_query_attention(query, key, value, attn_mask=None):
     return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask)""", ["repeat_interleave"]),

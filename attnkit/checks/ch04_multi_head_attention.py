@@ -551,6 +551,12 @@ EXERCISES = [
         title="Multi-head attention forward pass, matching nn.MultiheadAttention (batch first)",
         reference=_mha_ref, make_cases=_mha_cases, make_hidden_cases=_mha_hidden,
         output_names=("output", "weights"),
+        error_hints=(
+            (r"is invalid for input of size",
+             "The sizes given to reshape do not multiply to the tensor's entries. Read B, L, S and E from the "
+             "tensors AFTER any layout change: with batch_first=False all three inputs are (·, B, E), so query, "
+             "key AND value each need .transpose(0, 1); and do not mix up L and S."),
+        ),
         misconceptions=(
             Misconception(partial(_mha_variant, scale_by_width=True),
                           "Each head is scaled by the square root of ITS width, D = E / num_heads, not of the "

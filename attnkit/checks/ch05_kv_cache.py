@@ -308,6 +308,12 @@ def _gqa_top_left(query, key, value, attn_mask=None):
                                           is_causal=True)
 
 
+def _gqa_keys_without_group_axis(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    q = query.reshape(B, key.shape[1], H // key.shape[1], L, D)  # (B, H_kv, G, L, D)
+    return F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask).reshape(B, H, L, -1)
+
+
 def _gqa_averaged_queries(query, key, value, attn_mask=None):
     B, H, L, D = query.shape
     q = query.reshape(B, key.shape[1], H // key.shape[1], L, D).mean(dim=2)  # one query per group
@@ -452,11 +458,17 @@ EXERCISES = [
         ),
         misconceptions=(
             Misconception(_gqa_with(lambda t, g: t.repeat(1, g, 1, 1)),
-                          "Query head h used kv head h % H_kv (0, 1, 0, 1, ...): that is what `repeat` (tiling) or "
-                          "regrouping the queries as (B, G, H_kv, L, D) gives. Grouped-query attention gives each "
+                          "Query head h used kv head h % H_kv (0, 1, 0, 1, ...): that is what `repeat` (tiling) "
+                          "gives, or regrouping the queries as (B, G, H_kv, L, D), or a group axis put in front of "
+                          "the keys' heads (key[:, None], not key[:, :, None]). Grouped-query attention gives each "
                           "kv head a GROUP of consecutive query heads, h // G with G = H // H_kv (0, 0, 1, 1, ...): "
                           "reshape the queries to (B, H_kv, G, L, D) (or, with copies, "
                           "`repeat_interleave(G, dim=1)`)."),
+            Misconception(_gqa_keys_without_group_axis,
+                          "The keys and values need a size-1 group axis to line up with the regrouped queries "
+                          "(B, H_kv, G, L, D): key[:, :, None] is (B, H_kv, 1, S, D). Without it broadcasting "
+                          "matched the keys' batch axis with the queries' kv-head axis (this only runs when the "
+                          "sizes happen to agree)."),
             Misconception(_gqa_keys_only,
                           "Your keys are expanded with repeat_interleave but the values with repeat: both must "
                           "map query head h to kv head h // (H // H_kv)."),

@@ -229,8 +229,10 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
             message += (f"\nThe checker calls `{exercise.function}({names})`: keep the parameter names "
                         "of the exercise's stub.")
         else:
-            hint = next((h for pattern, h in exercise.error_hints if re.search(pattern, str(err))), None) \
-                or exception_hint(err, line)
+            generic = exception_hint(err, line)
+            specific = next((h for pattern, h in exercise.error_hints if re.search(pattern, str(err))), None)
+            # `.T` on the failing line explains a shape error better than any exercise's own reading of it
+            hint = generic if generic == _TRANSPOSE_ADVICE else (specific or generic)
             if hint:
                 message += "\nHint: " + hint
         return Ran(ERROR, message=message)
@@ -405,6 +407,11 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
      "Give the softmax its dimension: `torch.softmax(scores, dim=-1)` normalises over the keys."),
     (re.compile(r"index -?\d+ is out of bounds for dimension|out of bounds"),
      "An index past the end of a dimension: positions run 0 .. n - 1; check L vs S and off-by-one limits."),
+    (re.compile(r"NoneType"),
+     lambda m, line: ("A value that may be None was used as a tensor. An optional mask is None when a case passes "
+                      "no mask (the default): apply it only `if attn_mask is not None:`." if "mask" in line else
+                      "A None was used as a tensor or a function: a function that returns nothing (no `return`), "
+                      "an optional argument left at None, or a name bound to None earlier in the notebook.")),
     (re.compile(r"Expected attn_mask dtype to be bool or float"),
      "Give F.scaled_dot_product_attention a bool mask (True = may attend) or a float mask of -inf/0 added to "
      "the scores."),
@@ -558,6 +565,17 @@ def _misconception_hint(exercise: Exercise, case: Case, expected: Sequence[torch
                 and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
                                                                atol=exercise.atol, rtol=exercise.rtol):
             return "Your values are right but transposed: swap the last two dimensions."
+    # Generic: the right values with two other dimensions swapped (e.g. (L, B, E) returned as (B, L, E)).
+    for got, want in zip(actual, expected, strict=False):
+        if got.dim() >= 2 and got.dtype == want.dtype and got.shape != want.shape:
+            for i in range(want.dim()):
+                for j in range(i + 1, want.dim()):
+                    swapped = want.transpose(i, j)
+                    if got.shape == swapped.shape and torch.allclose(got.double(), swapped.double(),
+                                                                     atol=exercise.atol, rtol=exercise.rtol):
+                        return (f"Your values are right but dimensions {i} and {j} are swapped: "
+                                f"`.transpose({i}, {j})` (a layout such as (L, B, E) vs (B, L, E) not converted "
+                                "back?).")
     return value_hint(exercise, case, expected, actual)
 
 

@@ -39,7 +39,9 @@ def _split_cases(gen: torch.Generator) -> list[Case]:
 
 def _split_hidden(gen: torch.Generator) -> list[Case]:
     return [Case("x (2, 7, 20), 4 heads", {"x": randn(gen, 2, 7, 20), "num_heads": 4}),
-            Case("x (2, 3, 6), 1 head", {"x": randn(gen, 2, 3, 6), "num_heads": 1})]
+            Case("x (2, 3, 6), 1 head", {"x": randn(gen, 2, 3, 6), "num_heads": 1}),
+            Case("a non-contiguous x (2, 5, 12) (a transposed tensor), 3 heads",
+                 {"x": randn(gen, 2, 12, 5).transpose(1, 2), "num_heads": 3})]
 
 
 def _split_view_bhld(x: torch.Tensor, num_heads: int) -> torch.Tensor:

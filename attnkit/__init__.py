@@ -36,7 +36,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                  "cache_positions", "four_steps", "four_steps_numbers", "heads_split_merge", "mask_before_softmax",
                  "qkv_thinking_machines", "robot_prefixes"),
     "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
-               "get_exercise", "grading_mode", "run_exercise"),
+               "get_exercise", "grading_mode", "padding_changes_output", "run_exercise"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -171,7 +171,8 @@ def test_weights_normalised_over_the_wrong_dimension_get_a_generic_hint():
                         output_names=("weights",))
     text = run_exercise(exercise, lambda scores: torch.softmax(scores, dim=1)).render()
     assert "Hint: Your `weights` (2, 3, 4) sum to 1 along its dimension 1 (the queries' axis, not the keys')" in text
-    assert "Hint" not in run_exercise(exercise, lambda scores: 2 * torch.softmax(scores, dim=-1)).render()
+    doubled = run_exercise(exercise, lambda scores: 2 * torch.softmax(scores, dim=-1)).render()
+    assert "along its dimension" not in doubled and "do not sum to 1" in doubled
 
 
 def test_nan_with_a_mask_names_fully_masked_rows_first():
@@ -184,3 +185,53 @@ def test_nan_with_a_mask_names_fully_masked_rows_first():
 
     text = run_exercise(get_exercise("1.4"), masked_nan).render()
     assert "NaN comes from a row whose every score is -inf" in text
+
+
+def test_padding_changes_output_tells_the_buggy_function_from_a_fix():
+    from attnkit.checks import padding_changes_output
+    from attnkit.checks.ch03_masking import buggy_padded_self_attention
+
+    assert padding_changes_output(buggy_padded_self_attention) > 1.0
+    assert padding_changes_output(get_exercise("3.5").reference) < 1e-5
+    assert padding_changes_output(lambda x, W_q, W_k, W_v, lengths: x @ W_v.T) == 0.0  # no attention at all
+
+
+def test_exception_hints_read_the_students_line():
+    from attnkit.checks.core import exception_hint
+
+    def raised(fn):
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001 (we want whatever torch raises)
+            return err
+        raise AssertionError("did not raise")
+
+    matmul = raised(lambda: torch.randn(3, 4) @ torch.randn(3, 4))
+    assert "nn.Linear's layout" in exception_hint(matmul, "q = x @ W_q")
+    batched = raised(lambda: torch.randn(2, 3, 4) @ torch.randn(2, 3, 4).T)
+    assert ".transpose(-2, -1)" in exception_hint(batched, "scores = q @ k.T")
+    view = raised(lambda: torch.randn(2, 3, 4).transpose(1, 2).view(2, 12))
+    assert ".reshape" in exception_hint(view, "")
+    dtype = raised(lambda: torch.randn(3, 4) @ torch.randn(4, 3).double())
+    assert "float64" in exception_hint(dtype, "")
+    keepdim = raised(lambda: torch.randn(3, 5) / torch.randn(3, 5).sum(dim=-1))
+    assert "keepdim=True" in exception_hint(keepdim, "return e / e.sum(dim=-1)")
+    assert exception_hint(ValueError("something else entirely"), "") is None
+
+
+def test_integer_outputs_returned_as_equal_floats_are_a_message_not_a_crash():
+    text = run_exercise(get_exercise("5.5"), lambda n_cached, L: (
+        torch.arange(n_cached, n_cached + L).float(),
+        torch.ones(L, n_cached + L, dtype=torch.bool).tril(diagonal=n_cached))).render()
+    assert "Expected `positions` to have dtype torch.int64 but got torch.float32" in text
+    assert "integer tensor" in text
+
+
+def test_wrong_temperature_is_named_with_the_size_it_equals():
+    def sqrt_of_model_width(x, W_q, W_k, W_v):  # 2.2 scaled by sqrt(E) = sqrt(8), not sqrt(D) = sqrt(2)
+        q, k, v = x @ W_q.T, x @ W_k.T, x @ W_v.T
+        w = torch.softmax(q @ k.transpose(-2, -1) / x.shape[-1] ** 1 / 2, dim=-1)  # precedence slip: (.. / E) / 2
+        return w @ v, w
+
+    text = run_exercise(get_exercise("2.2"), sqrt_of_model_width).render()
+    assert "softmax of the right scores multiplied by" in text and "precedence" in text

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from attnkit.checks.core import Case, Exercise, ExerciseReport, Misconception, run_exercise
+from attnkit.checks.probes import padding_changes_output
 
 __all__ = ["check", "get_exercise", "all_exercises", "exercises_for", "grading_mode", "Case", "Exercise",
-           "Misconception", "ExerciseReport", "run_exercise"]
+           "Misconception", "ExerciseReport", "run_exercise", "padding_changes_output"]
 
 _recorder: Callable[[Exercise, Any], None] | None = None  # set only by grading_mode()
 

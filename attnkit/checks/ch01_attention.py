@@ -264,6 +264,63 @@ def _local_hidden(gen: torch.Generator) -> list[Case]:
                   "centers": torch.arange(4, dtype=torch.float32), "D": 10})]
 
 
+# --- 1.6 stretch: additive attention end to end --------------------------------------------------
+
+
+def _additive_attention_ref(query, key, value, W_q, W_k, v_a, attn_mask=None):
+    scores = _additive_ref(query, key, W_q, W_k, v_a)  # (..., L, S): additive scores are NOT scaled
+    S = scores.shape[-1]
+    batch = torch.broadcast_shapes(scores.shape[:-2], value.shape[:-2])
+    # The output from PyTorch's SDPA: "queries" = the scores against identity "keys" give back the
+    # scores themselves (scale=1), so SDPA does the masked softmax and the weighted sum of the values.
+    output = F.scaled_dot_product_attention(scores.expand(*batch, *scores.shape[-2:]),
+                                            torch.eye(S, dtype=scores.dtype).expand(*batch, S, S),
+                                            value.expand(*batch, *value.shape[-2:]), attn_mask=attn_mask,
+                                            scale=1.0)  # (..., L, Dv)
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return output, torch.softmax(scores, dim=-1)  # (..., L, Dv), (..., L, S)
+
+
+def _additive_attention_cases(gen: torch.Generator) -> list[Case]:
+    def case(name, batch, L, S, Eq, Ek, A, Dv, mask=False):
+        inputs = {"query": randn(gen, *batch, L, Eq), "key": randn(gen, *batch, S, Ek),
+                  "value": randn(gen, *batch, S, Dv), "W_q": randn(gen, A, Eq), "W_k": randn(gen, A, Ek),
+                  "v_a": randn(gen, A)}
+        if mask:
+            m = torch.rand(*batch, L, S, generator=gen) > 0.4
+            m[..., 0] = True  # every query keeps at least one key
+            inputs["attn_mask"] = m
+        return Case(name, inputs)
+    return [case("L=2, S=4, query width 3, key width 5, hidden 6, value width 2", (), 2, 4, 3, 5, 6, 2),
+            case("batch of 2, L=3, S=5, widths 4 and 4, hidden 3, value width 6, bool mask (2, 3, 5) "
+                 "(True = may attend)", (2,), 3, 5, 4, 4, 3, 6, mask=True)]
+
+
+def _additive_attention_hidden(gen: torch.Generator) -> list[Case]:
+    m = torch.ones(4, 7, dtype=torch.bool).tril(diagonal=3)
+    return [Case("batch 2, heads 2, L=4, S=7, causal mask (4, 7) broadcast",
+                 {"query": randn(gen, 2, 2, 4, 5), "key": randn(gen, 2, 2, 7, 3), "value": randn(gen, 2, 2, 7, 4),
+                  "W_q": randn(gen, 8, 5), "W_k": randn(gen, 8, 3), "v_a": randn(gen, 8), "attn_mask": m})]
+
+
+def _aa_with(query, key, value, W_q, W_k, v_a, attn_mask=None, *, scale=1.0, invert=False, mix="value",
+             mask_after=False):
+    scores = _additive_ref(query, key, W_q, W_k, v_a) * scale
+    if attn_mask is not None and not mask_after:
+        scores = scores.masked_fill(attn_mask if invert else ~attn_mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    if attn_mask is not None and mask_after:
+        weights = weights * attn_mask
+    return weights @ (value if mix == "value" else key), weights
+
+
+def _aa_only_masked(**kw):
+    if kw.get("attn_mask") is None:
+        raise ValueError("only applies with a mask")
+    return kw
+
+
 EXERCISES = [
     Exercise(
         id="1.1", notebook=NOTEBOOK, function="softmax",
@@ -382,6 +439,28 @@ EXERCISES = [
             Misconception(lambda query, key, value, centers, D: _local(query, key, value, centers, D, window=False),
                           "Keys outside [p_t - D, p_t + D] must get weight exactly 0: mask them with -inf "
                           "before the softmax (the Gaussian alone only makes them small)."),
+        ),
+    ),
+    Exercise(
+        id="1.6", notebook=NOTEBOOK, function="additive_attention",
+        title="Stretch: additive attention end to end (scores, optional mask, softmax, weighted sum of values)",
+        reference=_additive_attention_ref, make_cases=_additive_attention_cases,
+        make_hidden_cases=_additive_attention_hidden, output_names=("output", "weights"),
+        misconceptions=(
+            Misconception(lambda **kw: _aa_with(**kw, scale=1 / math.sqrt(kw["W_q"].shape[0])),
+                          "Additive scores are not scaled: the 1/sqrt(d_k) belongs to dot-product scores, whose "
+                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh."),
+            Misconception(lambda **kw: _aa_with(**kw, scale=1 / math.sqrt(kw["query"].shape[-1])),
+                          "Additive scores are not scaled: the 1/sqrt(d_k) belongs to dot-product scores, whose "
+                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh."),
+            Misconception(lambda **kw: _aa_with(**_aa_only_masked(**kw), invert=True),
+                          "Your mask is inverted: True means *may attend*, so fill the scores with -inf where "
+                          "the mask is False (`~attn_mask`)."),
+            Misconception(lambda **kw: _aa_with(**_aa_only_masked(**kw), mask_after=True),
+                          "Mask the scores *before* the softmax (set them to -inf); zeroing weights after it "
+                          "leaves rows that no longer sum to 1."),
+            Misconception(lambda **kw: _aa_with(**kw, mix="key"),
+                          "The output is the weighted sum of the VALUES (weights @ value), not of the keys."),
         ),
     ),
 ]

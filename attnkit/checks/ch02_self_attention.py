@@ -172,6 +172,54 @@ def _thinking_k_times_k(x1, x2, W_q, W_k, W_v):
     return _thinking_ref(x1, x2, W_k, W_k, W_v)
 
 
+# --- 2.4 stretch: cross-attention ----------------------------------------------------------------
+
+
+def _cross_ref(x: torch.Tensor, memory: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
+               W_v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q = F.linear(x, W_q)  # (..., L, D): the queries come from x
+    k, v = F.linear(memory, W_k), F.linear(memory, W_v)  # (..., S, D), (..., S, Dv): keys, values from memory
+    output = F.scaled_dot_product_attention(q, k, v)  # (..., L, Dv)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)  # (..., L, S)
+    return output, weights
+
+
+def _cross_weights(gen: torch.Generator, E: int, Em: int, D: int, Dv: int) -> dict[str, torch.Tensor]:
+    return {"W_q": randn(gen, D, E, scale=E ** -0.5), "W_k": randn(gen, D, Em, scale=Em ** -0.5),
+            "W_v": randn(gen, Dv, Em, scale=Em ** -0.5)}
+
+
+def _cross_cases(gen: torch.Generator) -> list[Case]:
+    return [
+        Case("x (B=2, L=3, E=4), memory (B=2, S=5, E=4), D=2, Dv=3",
+             {"x": randn(gen, 2, 3, 4), "memory": randn(gen, 2, 5, 4), **_cross_weights(gen, 4, 4, 2, 3)}),
+        Case("x (L=2, E=6), memory (S=4, width 5): W_q (3, 6), W_k (3, 5), W_v (4, 5)",
+             {"x": randn(gen, 2, 6), "memory": randn(gen, 4, 5), **_cross_weights(gen, 6, 5, 3, 4)}),
+    ]
+
+
+def _cross_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("B=3, L=1, S=7, E=8, memory width 6, D=4, Dv=2",
+                 {"x": randn(gen, 3, 1, 8), "memory": randn(gen, 3, 7, 6), **_cross_weights(gen, 8, 6, 4, 2)})]
+
+
+def _cross_swapped(x, memory, W_q, W_k, W_v):
+    return _self_attention_like(F.linear(memory, W_q), F.linear(x, W_k), F.linear(x, W_v))
+
+
+def _self_attention_like(q, k, v, scale=None, dim=-1):
+    return _attend(q, k, v, 1 / math.sqrt(q.shape[-1]) if scale is None else scale, dim=dim)
+
+
+def _cross_self(x, memory, W_q, W_k, W_v):
+    return _self_attention_like(F.linear(x, W_q), F.linear(x, W_k), F.linear(x, W_v))
+
+
+def _cross_scaled_by_width(x, memory, W_q, W_k, W_v):
+    return _self_attention_like(F.linear(x, W_q), F.linear(memory, W_k), F.linear(memory, W_v),
+                                scale=1 / math.sqrt(x.shape[-1]))
+
+
 EXERCISES = [
     Exercise(
         id="2.1", notebook=NOTEBOOK, function="qkv_projections",
@@ -223,6 +271,29 @@ EXERCISES = [
             Misconception(_thinking_k_times_k,
                           "The scores use the query of word 1 (q1 = x1 @ W_q.T) against each key, not a key "
                           "against the keys."),
+        ),
+    ),
+    Exercise(
+        id="2.4", notebook=NOTEBOOK, function="cross_attention",
+        title="Stretch: cross-attention, queries from x and keys/values from memory, returning (output, weights)",
+        reference=_cross_ref, make_cases=_cross_cases, make_hidden_cases=_cross_hidden,
+        output_names=("output", "weights"),
+        error_hints=(
+            (r"Expected size for first two dimensions of batch2 tensor|mat1 and mat2 shapes cannot be multiplied",
+             "Check which sequence each projection reads: the queries project x (L rows, W_q is (D, E)), the "
+             "keys AND the values project memory (S rows, W_k and W_v take its width E_m). The (L, S) weights "
+             "then multiply the S value rows."),
+        ),
+        misconceptions=(
+            Misconception(_cross_swapped,
+                          "The roles are swapped: the QUERIES come from x (the sequence that asks, L rows) and "
+                          "the keys and values from memory (S rows), so the weights are (L, S)."),
+            Misconception(_cross_self,
+                          "That is self-attention on x: in cross-attention the keys and values are projections "
+                          "of `memory`, not of x."),
+            Misconception(_cross_scaled_by_width,
+                          "You scaled by sqrt(E), the width of x. d_k is the width of the queries and keys after "
+                          "projection: W_q.shape[0]."),
         ),
     ),
 ]

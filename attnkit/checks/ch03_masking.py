@@ -8,6 +8,7 @@ use PyTorch itself wherever it has the operation: the masked softmax is read out
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -261,6 +262,53 @@ def _fixed_unmasked(x, W_q, W_k, W_v, lengths):
     return weights @ v, weights
 
 
+# --- 3.6 stretch: padded causal attention from your own pieces ----------------------------------
+
+
+def _pca_mask(L: int, lengths: torch.Tensor) -> torch.Tensor:
+    causal = torch.ones(L, L, dtype=torch.bool).tril()  # (L, S=L)
+    padding = torch.arange(L)[None, :] < lengths[:, None]  # (B, S)
+    return (causal[None] & padding[:, None, :])[:, None]  # (B, 1, L, S): the same for every head
+
+
+def _pca_ref(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = _pca_mask(query.shape[-2], lengths)  # (B, 1, L, L)
+    output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)  # (B, H, L, Dv)
+    return output, _masked_softmax_ref(query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1]), mask)
+
+
+def _pca_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, H: int, L: int, D: int, Dv: int, *lengths: int) -> Case:
+        return Case(name, {"query": randn(gen, B, H, L, D), "key": randn(gen, B, H, L, D),
+                           "value": randn(gen, B, H, L, Dv), "lengths": torch.tensor(lengths)})
+    return [case("B=3, H=2, L=5, D=4, Dv=3, lengths [5, 2, 4] (right padding)", 3, 2, 5, 4, 3, 5, 2, 4),
+            case("B=2, H=2 (B == H), L=4, D=3, Dv=2, lengths [4, 1]", 2, 2, 4, 3, 2, 4, 1)]
+
+
+def _pca_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("B=4, H=3, L=6, D=8, Dv=5, lengths [6, 1, 3, 2]",
+                 {"query": randn(gen, 4, 3, 6, 8), "key": randn(gen, 4, 3, 6, 8), "value": randn(gen, 4, 3, 6, 5),
+                  "lengths": torch.tensor([6, 1, 3, 2])})]
+
+
+def _pca_with(query, key, value, lengths, *, causal=True, padding=True, head_axis=True, invert=False,
+              padding_on_queries=False):
+    B, H, L, D = query.shape
+    mask = torch.ones(B, L, L, dtype=torch.bool)
+    if causal:
+        mask = mask & torch.ones(L, L, dtype=torch.bool).tril()
+    if padding:
+        real = torch.arange(L)[None, :] < lengths[:, None]  # (B, L)
+        mask = mask & (real[:, :, None] if padding_on_queries else real[:, None, :])
+    if invert:
+        mask = ~mask
+    mask = mask[:, None] if head_axis else mask  # (B, 1, L, L) or, wrongly, (B, L, L) -> (1, B, L, L)
+    scores = query @ key.transpose(-2, -1) / math.sqrt(D)
+    weights = _masked_softmax_ref(scores, mask)
+    return weights @ value, weights
+
+
 EXERCISES = [
     Exercise(
         id="3.1", notebook=NOTEBOOK, function="causal_mask",
@@ -278,6 +326,9 @@ EXERCISES = [
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(S - L - 1),
                           "Your diagonal is False: a token may attend to itself (the mask includes the "
                           "diagonal; only keys strictly in the future are hidden)."),
+            Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(diagonal=L - S),
+                          "The diagonal has the wrong sign: with S > L the triangle moves RIGHT (the queries are "
+                          "the last L positions), so tril(diagonal=S - L), not L - S."),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).triu(S - L),
                           "You kept the upper triangle: that lets each query see the future. Keep the lower "
                           "triangle (tril)."),
@@ -369,6 +420,37 @@ EXERCISES = [
                           "(B, 1, L), real[:, None, :]."),
             Misconception(_fixed_unmasked,
                           "Your weights ignore the padding completely: padded keys must get weight 0."),
+        ),
+    ),
+    Exercise(
+        id="3.6", notebook=NOTEBOOK, function="padded_causal_attention",
+        title="Stretch: attention for a right-padded causal batch of heads, from your own masks and softmax",
+        reference=_pca_ref, make_cases=_pca_cases, make_hidden_cases=_pca_hidden,
+        output_names=("output", "weights"),
+        error_hints=(
+            (r"must match the size of tensor b \(\d+\) at non-singleton dimension (1|-3)\b",
+             "The (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting lined its "
+             "batch axis up with the heads. The mask is the same for every head: give it a head axis of size 1, "
+             "mask[:, None] (B, 1, L, S)."),
+        ),
+        misconceptions=(
+            Misconception(partial(_pca_with, head_axis=False),
+                          "Your (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting "
+                          "read its batch axis as the heads: head h used sequence h's padding (this only runs "
+                          "when B == H or B == 1). Give it a head axis: mask[:, None] is (B, 1, L, S)."),
+            Misconception(partial(_pca_with, padding=False),
+                          "Only the causal mask: with right padding the real tokens never see a padded key "
+                          "(the padding comes after them), but the padded positions' own rows still attend to "
+                          "padding. Combine both masks (causal & padding) so that no query attends to a padded "
+                          "key."),
+            Misconception(partial(_pca_with, causal=False),
+                          "Only the padding mask: every token also sees the future. Combine it with the causal "
+                          "mask (causal & padding)."),
+            Misconception(partial(_pca_with, padding_on_queries=True),
+                          "The padding mask is on the query axis (the rows): padding hides KEYS, the last axis: "
+                          "padding[:, None, :] is (B, 1, S)."),
+            Misconception(partial(_pca_with, invert=True),
+                          "Your mask is inverted: True means *may attend*, so -inf goes where the mask is False."),
         ),
     ),
 ]

@@ -39,7 +39,9 @@ def _split_cases(gen: torch.Generator) -> list[Case]:
 
 def _split_hidden(gen: torch.Generator) -> list[Case]:
     return [Case("x (2, 7, 20), 4 heads", {"x": randn(gen, 2, 7, 20), "num_heads": 4}),
-            Case("x (2, 3, 6), 1 head", {"x": randn(gen, 2, 3, 6), "num_heads": 1})]
+            Case("x (2, 3, 6), 1 head", {"x": randn(gen, 2, 3, 6), "num_heads": 1}),
+            Case("a non-contiguous x (2, 5, 12) (a transposed tensor), 3 heads",
+                 {"x": randn(gen, 2, 12, 5).transpose(1, 2), "num_heads": 3})]
 
 
 def _split_view_bhld(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -90,10 +92,18 @@ def _merge_interleaved(x: torch.Tensor) -> torch.Tensor:
 # --- 4.3 a multi-head forward pass ---------------------------------------------------------------
 
 
-def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None):
-    """PyTorch's own multi-head attention (the function nn.MultiheadAttention calls), batch first."""
+def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None,
+             batch_first=True):
+    """PyTorch's own multi-head attention (the function nn.MultiheadAttention calls).
+
+    With batch_first=False the inputs and the output are (L, B, E), PyTorch's default layout.
+    """
     E = query.shape[-1]
     torch_mask = None if attn_mask is None else ~attn_mask  # torch: True = IGNORE; ours: True = may attend
+    if not batch_first:  # (L, B, E) in and out: run the batch-first code on transposed copies
+        out, weights = _mha_ref(query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), W_q, W_k,
+                                W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask)
+        return out.transpose(0, 1), weights  # (L, B, E), (B, L, S)
     out, weights = F.multi_head_attention_forward(
         query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1),  # (B, L, E) -> (L, B, E)
         E, num_heads,
@@ -105,10 +115,18 @@ def _mha_ref(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_head
     return out.transpose(0, 1), weights  # (B, L, E), (B, L, S)
 
 
-def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None, *,
-                 scale_by_width=False, split="right", merge="right", skip_out_proj=False, weights="mean",
-                 invert_mask=False, transpose_weights=False, empty_rows_zero=False, fill=float("-inf")):
+def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask=None,
+                 batch_first=True, *, scale_by_width=False, split="right", merge="right", skip_out_proj=False,
+                 weights="mean", invert_mask=False, transpose_weights=False, empty_rows_zero=False,
+                 fill=float("-inf"), ignore_layout=False):
     """A multi-head forward pass with one known mistake switched on (each flag is one misconception)."""
+    if not batch_first and not ignore_layout:  # the mistake, in PyTorch's (L, B, E) layout
+        out, w = _mha_variant(query.transpose(0, 1), key.transpose(0, 1), value.transpose(0, 1), W_q, W_k, W_v,
+                              W_o, b_q, b_k, b_v, b_o, num_heads, attn_mask, scale_by_width=scale_by_width,
+                              split=split, merge=merge, skip_out_proj=skip_out_proj, weights=weights,
+                              invert_mask=invert_mask, transpose_weights=transpose_weights,
+                              empty_rows_zero=empty_rows_zero, fill=fill)
+        return out.transpose(0, 1), w
     B, L, E = query.shape
     S = key.shape[1]
     H, D = num_heads, E // num_heads
@@ -136,7 +154,7 @@ def _mha_variant(query, key, value, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_
     else:
         out = out.transpose(1, 2).reshape(B, L, E)
     if not skip_out_proj:
-        out = out @ W_o.T + b_o
+        out = out @ (W_o if transpose_weights else W_o.T) + b_o
     if weights == "mean":
         w = w.mean(dim=1)
     elif weights == "sum":
@@ -166,6 +184,9 @@ def _mha_cases(gen: torch.Generator) -> list[Case]:
     keep[1, 0] = False  # and query 1 may not see key 0
     padded = {"query": randn(gen, 2, 3, 8), "key": randn(gen, 2, 5, 8), "value": randn(gen, 2, 5, 8),
               **params(8), "num_heads": 2, "attn_mask": keep}
+    seq_first = randn(gen, 5, 3, 8)  # (L, B, E)
+    layout = {"query": seq_first, "key": seq_first, "value": seq_first, **params(8), "num_heads": 2,
+              "batch_first": False}
     return [
         Case("self-attention: query = key = value (2, 4, 8): B=2, L=S=4, E=8, num_heads=2, no mask", self_attn),
         Case("cross-attention: query (2, 3, 12), key/value (2, 5, 12): L=3, S=5, E=12, num_heads=3, no mask",
@@ -173,6 +194,8 @@ def _mha_cases(gen: torch.Generator) -> list[Case]:
         Case("self-attention (2, 5, 8), num_heads=4, causal attn_mask (5, 5) bool, True = may attend", masked),
         Case("cross-attention: query (2, 3, 8), key/value (2, 5, 8), num_heads=2, attn_mask (3, 5) bool: keys "
              "3-4 are padding and query 1 may not see key 0", padded),
+        Case("PyTorch's default layout, batch_first=False: query = key = value (5, 3, 8) is (L, B, E) with L=5, "
+             "B=3; num_heads=2, no mask; output (L, B, E), weights (B, L, S)", layout),
     ]
 
 
@@ -187,7 +210,14 @@ def _mha_hidden(gen: torch.Generator) -> list[Case]:
                   "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
                   "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
                   "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1),
-                  "num_heads": H, "attn_mask": mask})]
+                  "num_heads": H, "attn_mask": mask}),
+            Case("batch_first=False: query (L=2, B=3, E=16), key/value (S=6, B=3, E=16), H=4, random bool mask",
+                 {"query": randn(gen, L, 3, E), "key": randn(gen, S, 3, E), "value": randn(gen, S, 3, E),
+                  "W_q": randn(gen, E, E, scale=s), "W_k": randn(gen, E, E, scale=s),
+                  "W_v": randn(gen, E, E, scale=s), "W_o": randn(gen, E, E, scale=s),
+                  "b_q": randn(gen, E, scale=0.1), "b_k": randn(gen, E, scale=0.1),
+                  "b_v": randn(gen, E, scale=0.1), "b_o": randn(gen, E, scale=0.1),
+                  "num_heads": H, "attn_mask": mask, "batch_first": False})]
 
 
 def _only_with_mask(fn):
@@ -284,6 +314,196 @@ def _weights_kqv(mha: nn.MultiheadAttention):
     return W_k, W_q, W_v, W_o, b_k, b_q, b_v, b_o
 
 
+# --- 4.5 find and fix: a multi-head attention class --------------------------------------------
+
+_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+class BuggyMultiHeadAttention(nn.Module):
+    """The class of exercise 4.5 as given to the learner: batch-first self-attention with two bugs."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(embed_dim, embed_dim)
+        self.k_proj = nn.Linear(embed_dim, embed_dim)
+        self.v_proj = nn.Linear(embed_dim, embed_dim)
+        self.out_proj = nn.Linear(embed_dim, embed_dim)
+
+    def forward(self, x, attn_mask=None):
+        B, L, E = x.shape
+        H, D = self.num_heads, E // self.num_heads
+        q = self.q_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        k = self.k_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)  # (B, H, L, D)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(E)  # (B, H, L, L)
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask[:, None], float("-inf"))  # (B, 1, L, L)
+        weights = torch.softmax(scores, dim=-1)  # (B, H, L, L)
+        out = (weights @ v).view(B, L, E)  # (B, H, L, D) -> (B, L, E)
+        return self.out_proj(out), weights.mean(dim=1)  # (B, L, E), (B, L, L)
+
+
+class _TorchMultiHeadAttention(nn.Module):
+    """The reference of 4.5: the same four nn.Linear layers, run through nn.MultiheadAttention itself."""
+
+    def __init__(self, embed_dim, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        for name in _PROJECTIONS:
+            setattr(self, name, nn.Linear(embed_dim, embed_dim))
+
+    def forward(self, x, attn_mask=None):
+        E, H = x.shape[-1], self.num_heads
+        mha = nn.MultiheadAttention(E, H, batch_first=True).eval()
+        with torch.no_grad():
+            mha.in_proj_weight.copy_(torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]))
+            mha.in_proj_bias.copy_(torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            mha.out_proj.weight.copy_(self.out_proj.weight)
+            mha.out_proj.bias.copy_(self.out_proj.bias)
+        # torch: True = IGNORE, one (L, S) mask per batch element AND head: (B*H, L, S), batch-major
+        ignore = None if attn_mask is None else (~attn_mask).repeat_interleave(H, dim=0)
+        return mha(x, x, x, attn_mask=ignore, need_weights=True, average_attn_weights=True)
+
+
+def _call_mha_class(cls, inputs: dict):
+    """Build cls(embed_dim, num_heads), copy the case's weights into its four nn.Linear, run it on x."""
+    E, H = inputs["x"].shape[-1], inputs["num_heads"]
+    module = cls(E, H)
+    if not isinstance(module, nn.Module):  # not a class of ours: judged on what it returned
+        return module
+    with torch.no_grad():
+        for name in _PROJECTIONS:
+            layer = getattr(module, name, None)
+            if not isinstance(layer, nn.Linear):
+                raise AttributeError(f"the checker copies its weights into `self.{name}`, an nn.Linear(E, E) "
+                                     f"(found {type(layer).__name__}): keep the four layers of the given class "
+                                     "and their names q_proj, k_proj, v_proj, out_proj")
+            layer.weight.copy_(inputs[f"W_{name[0]}"])
+            layer.bias.copy_(inputs[f"b_{name[0]}"])
+    module.eval()
+    with torch.no_grad():
+        return module(inputs["x"], attn_mask=inputs["attn_mask"])
+
+
+def _fix_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, L: int, E: int, H: int, *lengths: int) -> Case:
+        s = 1.0 / math.sqrt(E)
+        causal = torch.ones(L, L, dtype=torch.bool).tril()  # (L, S)
+        padding = torch.arange(L)[None, :] < torch.tensor(lengths)[:, None]  # (B, S), right padding
+        return Case(name, {"x": randn(gen, B, L, E), "num_heads": H,
+                           **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                           **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"},
+                           "attn_mask": causal[None] & padding[:, None, :]})  # (B, L, S), True = may attend
+    return [case("padded causal batch: x (2, 5, 8), num_heads=2, lengths [5, 3], attn_mask (2, 5, 5)",
+                 2, 5, 8, 2, 5, 3),
+            case("x (3, 4, 12), num_heads=3, lengths [2, 4, 1], attn_mask (3, 4, 4)", 3, 4, 12, 3, 2, 4, 1)]
+
+
+def _fix_hidden(gen: torch.Generator) -> list[Case]:
+    E, L = 16, 6
+    s = 1.0 / math.sqrt(E)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    padding = torch.arange(L)[None, :] < torch.tensor([6, 2, 5, 1])[:, None]
+    return [Case("B=4, L=6, E=16, num_heads=4", {"x": randn(gen, 4, L, E), "num_heads": 4,
+                                                 **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                                                 **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"},
+                                                 "attn_mask": causal[None] & padding[:, None, :]})]
+
+
+def _mha_class(*, scale_by_width=False, view_merge=False, invert=False, per_head=False):
+    """A variant of the fixed class with some mistakes switched on."""
+    class Variant(BuggyMultiHeadAttention):
+        def forward(self, x, attn_mask=None):
+            B, L, E = x.shape
+            H, D = self.num_heads, E // self.num_heads
+            q = self.q_proj(x).view(B, L, H, D).transpose(1, 2)
+            k = self.k_proj(x).view(B, L, H, D).transpose(1, 2)
+            v = self.v_proj(x).view(B, L, H, D).transpose(1, 2)
+            scores = q @ k.transpose(-2, -1) / math.sqrt(E if scale_by_width else D)
+            if attn_mask is not None:
+                scores = scores.masked_fill((attn_mask if invert else ~attn_mask)[:, None], float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            out = weights @ v
+            out = out.reshape(B, L, E) if view_merge else out.transpose(1, 2).reshape(B, L, E)
+            return self.out_proj(out), (weights if per_head else weights.mean(dim=1))
+    return Variant
+
+
+# --- 4.6 stretch: remove one head (head ablation) -----------------------------------------------
+
+
+def _ablate_ref(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head):
+    """Self-attention with head `head` removed: PyTorch's own layer with that head's D columns of W_O zeroed.
+
+    The concatenation puts head h's output in features h*D .. (h+1)*D - 1, and W_O reads them through
+    those columns; zeroing them removes exactly that head, and nothing else (b_o stays).
+    """
+    E = x.shape[-1]
+    D = E // num_heads
+    W_o = W_o.clone()
+    W_o[:, head * D:(head + 1) * D] = 0.0  # (E, E): head `head` no longer reaches the output
+    out, _ = F.multi_head_attention_forward(
+        x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1), E, num_heads,  # (L, B, E)
+        in_proj_weight=torch.cat([W_q, W_k, W_v]), in_proj_bias=torch.cat([b_q, b_k, b_v]), bias_k=None,
+        bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=W_o, out_proj_bias=b_o,
+        training=False, need_weights=False)
+    return out.transpose(0, 1)  # (B, L, E)
+
+
+def _ablate_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, L: int, E: int, H: int, head: int) -> Case:
+        s = 1.0 / math.sqrt(E)
+        return Case(name, {"x": randn(gen, B, L, E), **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                           **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"}, "num_heads": H, "head": head})
+    return [case("x (2, 4, 8), num_heads=2, remove head 0", 2, 4, 8, 2, 0),
+            case("x (1, 5, 12), num_heads=3, remove head 1", 1, 5, 12, 3, 1),
+            case("x (2, 3, 12), num_heads=4, remove head 3 (the last)", 2, 3, 12, 4, 3)]
+
+
+def _ablate_hidden(gen: torch.Generator) -> list[Case]:
+    E, s = 16, 0.25
+    return [Case("x (3, 6, 16), num_heads=4, remove head 2",
+                 {"x": randn(gen, 3, 6, E), **{f"W_{c}": randn(gen, E, E, scale=s) for c in "qkvo"},
+                  **{f"b_{c}": randn(gen, E, scale=0.1) for c in "qkvo"}, "num_heads": 4, "head": 2})]
+
+
+def _ablate_with(x, W_q, W_k, W_v, W_o, b_q, b_k, b_v, b_o, num_heads, head, *, how="columns"):
+    B, L, E = x.shape
+    H, D = num_heads, E // num_heads
+    q, k, v = (_split_ref(x @ W.T + b, H) for W, b in ((W_q, b_q), (W_k, b_k), (W_v, b_v)))  # (B, H, L, D)
+    if how == "queries":
+        q = q.clone()
+        q[:, head] = 0.0  # a uniform softmax, not a silent head
+    heads = F.scaled_dot_product_attention(q, k, v)  # (B, H, L, D)
+    if how == "columns":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        merged = _merge_ref(heads)
+    elif how == "merge_no_transpose":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        merged = heads.reshape(B, L, E)
+    elif how == "rows":
+        merged = _merge_ref(heads)
+        W_o = W_o.clone()
+        W_o[head * D:(head + 1) * D] = 0.0  # output features, not the head's inputs to W_O
+    elif how == "strided":
+        merged = _merge_ref(heads).clone()
+        merged[..., head::H] = 0.0  # every H-th feature
+    else:
+        merged = _merge_ref(heads)
+    out = merged @ W_o.T + b_o
+    if how == "after_proj":
+        out = out.clone()
+        out[..., head * D:(head + 1) * D] = 0.0
+    elif how == "no_bias":
+        heads = heads.clone()
+        heads[:, head] = 0.0
+        out = _merge_ref(heads) @ W_o.T
+    return out
+
+
 _WRONG_ORDER_HINT = ("Split the width into heads first, x.reshape(B, L, H, D), THEN move the head axis forward "
                      "with .transpose(1, 2) (or .permute(0, 2, 1, 3)). Reshaping straight to (B, H, L, D) gives "
                      "the right shape but cuts across tokens: a 'head' then holds pieces of several tokens.")
@@ -333,6 +553,12 @@ EXERCISES = [
         title="Multi-head attention forward pass, matching nn.MultiheadAttention (batch first)",
         reference=_mha_ref, make_cases=_mha_cases, make_hidden_cases=_mha_hidden,
         output_names=("output", "weights"),
+        error_hints=(
+            (r"is invalid for input of size",
+             "The sizes given to reshape do not multiply to the tensor's entries. Read B, L, S and E from the "
+             "tensors AFTER any layout change: with batch_first=False all three inputs are (·, B, E), so query, "
+             "key AND value each need .transpose(0, 1); and do not mix up L and S."),
+        ),
         misconceptions=(
             Misconception(partial(_mha_variant, scale_by_width=True),
                           "Each head is scaled by the square root of ITS width, D = E / num_heads, not of the "
@@ -361,6 +587,11 @@ EXERCISES = [
             Misconception(partial(_mha_variant, transpose_weights=True),
                           "The weights use nn.Linear's layout (out_features, in_features): a projection is "
                           "x @ W.T + b, not x @ W + b."),
+            Misconception(partial(_mha_variant, ignore_layout=True),
+                          "With batch_first=False the inputs are (L, B, E), PyTorch's default layout: your code "
+                          "read them as (B, L, E), so tokens attended across the batch. Transpose them to "
+                          "(B, L, E) first (query.transpose(0, 1)) and the output back to (L, B, E) at the end; "
+                          "the weights stay (B, L, S)."),
         ),
     ),
     Exercise(
@@ -369,6 +600,12 @@ EXERCISES = [
         reference=_weights_ref, make_cases=_weights_cases, make_hidden_cases=_weights_hidden,
         call=_call_with_mha,
         output_names=("W_q", "W_k", "W_v", "W_o", "b_q", "b_k", "b_v", "b_o"),
+        error_hints=(
+            (r"'NoneType' object (has no attribute|is not subscriptable)",
+             "mha.in_proj_weight is None when the layer was built with kdim or vdim different from embed_dim: "
+             "then the three matrices live in mha.q_proj_weight, mha.k_proj_weight and mha.v_proj_weight "
+             "(check `mha.in_proj_weight is None`, or mha._qkv_same_embed_dim)."),
+        ),
         misconceptions=(
             Misconception(_weights_interleaved,
                           "in_proj_weight stacks the three matrices one after another along dim 0: rows "
@@ -381,6 +618,68 @@ EXERCISES = [
                           "Keep PyTorch's nn.Linear layout (out_features, in_features): return the matrices "
                           "as they are stored, without .T."),
             Misconception(_weights_kqv, "The stacking order is q, k, v: W_q comes first."),
+        ),
+    ),
+    Exercise(
+        id="4.5", notebook=NOTEBOOK, function="FixedMultiHeadAttention",
+        title="Find and fix: a multi-head attention class that disagrees with nn.MultiheadAttention",
+        reference=_TorchMultiHeadAttention, make_cases=_fix_cases, make_hidden_cases=_fix_hidden,
+        call=_call_mha_class, output_names=("output", "weights"),
+        error_hints=(
+            (r"the checker copies its weights into",
+             "Start from the given class and change only its forward pass: the checker builds "
+             "FixedMultiHeadAttention(embed_dim, num_heads) and loads the weights into its four nn.Linear layers "
+             "by name."),
+        ),
+        misconceptions=(
+            Misconception(BuggyMultiHeadAttention,
+                          "This is still the given class: it has two bugs. One is in the scale of the scores "
+                          "(whose width?), one where the heads are put back together (compare with your "
+                          "merge_heads of exercise 4.2)."),
+            Misconception(_mha_class(view_merge=True),
+                          "The scale is fixed; one bug is left: `.view(B, L, E)` on the (B, H, L, D) head "
+                          "outputs keeps the right shape but cuts across tokens. Move the heads behind the "
+                          "tokens first: .transpose(1, 2) -> (B, L, H, D), then .reshape(B, L, E)."),
+            Misconception(_mha_class(scale_by_width=True),
+                          "The heads are merged right now; one bug is left: each head is scaled by the square "
+                          "root of ITS width D = E / num_heads, not of the model width E."),
+            Misconception(_mha_class(invert=True),
+                          "Your mask is inverted: attn_mask here is True where a query MAY attend (the "
+                          "opposite of nn.MultiheadAttention's), so fill -inf where it is False."),
+            Misconception(_mha_class(per_head=True),
+                          "Return the weights averaged over the heads, (B, L, L), as nn.MultiheadAttention "
+                          "does by default: weights.mean(dim=1)."),
+        ),
+    ),
+    Exercise(
+        id="4.6", notebook=NOTEBOOK, function="ablate_head",
+        title="Stretch: multi-head self-attention with one head removed (its output zeroed before W_O)",
+        reference=_ablate_ref, make_cases=_ablate_cases, make_hidden_cases=_ablate_hidden, output_names=("output",),
+        misconceptions=(
+            Misconception(partial(_ablate_with, how="strided"),
+                          "Head h's D outputs sit side by side in the concatenation, features h*D .. (h+1)*D - 1 "
+                          "(head 0 first), not every H-th feature: remove that contiguous block (the same as "
+                          "zeroing W_O's columns h*D .. (h+1)*D - 1)."),
+            Misconception(partial(_ablate_with, how="queries"),
+                          "Zeroing a head's queries does not silence it: its scores become 0, its softmax "
+                          "uniform, and it still averages the values. Zero the head's OUTPUT, before W_O."),
+            Misconception(partial(_ablate_with, how="after_proj"),
+                          "You zeroed D features of the final output, after W_O has mixed all the heads into "
+                          "every feature. Remove the head before the output projection: zero its (B, L, D) "
+                          "output, or W_O's columns h*D .. (h+1)*D - 1."),
+            Misconception(partial(_ablate_with, how="rows"),
+                          "You zeroed ROWS h*D .. (h+1)*D - 1 of W_O: those make output features. W_O reads head "
+                          "h through its COLUMNS h*D .. (h+1)*D - 1 (out = merged @ W_o.T: column j multiplies "
+                          "merged feature j); or simply zero the head's output before merging."),
+            Misconception(partial(_ablate_with, how="merge_no_transpose"),
+                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E): "
+                          "reshaping directly mixes tokens."),
+            Misconception(partial(_ablate_with, how="no_bias"),
+                          "Removing a head removes its contribution through W_O, not the output bias b_o: "
+                          "keep + b_o."),
+            Misconception(partial(_ablate_with, how="none"),
+                          "Nothing was removed: this is the full multi-head output. Zero head `head`'s output "
+                          "(B, L, D) before merging and projecting."),
         ),
     ),
 ]

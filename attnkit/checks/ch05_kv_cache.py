@@ -189,10 +189,15 @@ def _decode_cases(gen: torch.Generator) -> list[Case]:
 
 def _decode_hidden(gen: torch.Generator) -> list[Case]:
     model = {"vocab_size": 50, "block_size": 40, "n_layer": 3, "n_head": 4, "n_embd": 32}
+    small = {"vocab_size": 30, "block_size": 12, "n_layer": 1, "n_head": 2, "n_embd": 8}
     return [Case("3 layers, 4 heads, batch of 3",
                  {**model, "model_seed": int(torch.randint(0, 10_000, (), generator=gen)),
                   "first_prompt": torch.randint(0, 50, (3, 6), generator=gen),
-                  "second_prompt": torch.randint(0, 50, (3, 2), generator=gen), "max_new_tokens": 7})]
+                  "second_prompt": torch.randint(0, 50, (3, 2), generator=gen), "max_new_tokens": 7}),
+            Case("prompt + new tokens = block_size exactly (12)",
+                 {**small, "model_seed": int(torch.randint(0, 10_000, (), generator=gen)),
+                  "first_prompt": torch.randint(0, 30, (2, 9), generator=gen),
+                  "second_prompt": torch.randint(0, 30, (2, 5), generator=gen), "max_new_tokens": 3})]
 
 
 def _decode_no_cache(model, cache, idx, max_new_tokens):
@@ -228,6 +233,18 @@ def _decode_refeed_last(model, cache, idx, max_new_tokens):
     return tokens
 
 
+def _decode_prefill_without_cache(model, cache, idx, max_new_tokens):
+    cache.reset()
+    tokens = idx
+    with torch.no_grad():
+        logits = model(idx)  # the prompt runs, but its keys and values never reach the cache
+        for _ in range(max_new_tokens):
+            next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+            tokens = torch.cat([tokens, next_token], dim=1)
+            logits = model(next_token, cache, last_only=True)
+    return tokens
+
+
 def _decode_whole_sequence(model, cache, idx, max_new_tokens):
     cache.reset()
     tokens = idx
@@ -236,6 +253,105 @@ def _decode_whole_sequence(model, cache, idx, max_new_tokens):
             next_token = model(tokens, cache, last_only=True)[:, -1].argmax(dim=-1, keepdim=True)
             tokens = torch.cat([tokens, next_token], dim=1)
     return tokens
+
+
+# --- 5.4 grouped-query attention ----------------------------------------------------------------
+
+
+def _gqa_ref(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+             attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+    # PyTorch's own GQA: query head h uses key/value head h // (H // H_kv)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, enable_gqa=True)
+
+
+def _gqa_cases(gen: torch.Generator) -> list[Case]:
+    def case(name: str, B: int, H: int, H_kv: int, L: int, S: int, D: int, Dv: int, mask: bool = False) -> Case:
+        inputs = {"query": randn(gen, B, H, L, D), "key": randn(gen, B, H_kv, S, D),
+                  "value": randn(gen, B, H_kv, S, Dv)}
+        if mask:
+            inputs["attn_mask"] = torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)
+        return Case(name, inputs)
+    return [case("H=4 query heads, H_kv=2 key/value heads: query (2, 4, 3, 5), key (2, 2, 6, 5), value (2, 2, 6, 7)",
+                 2, 4, 2, 3, 6, 5, 7),
+            case("H=6, H_kv=3 (groups of 2), one new token against S=5 cached keys, causal attn_mask (1, 5)",
+                 1, 6, 3, 1, 5, 4, 4, mask=True),
+            case("multi-query attention: H=3, H_kv=1, query (2, 3, 4, 2), key/value (2, 1, 4, 2)",
+                 2, 3, 1, 4, 4, 2, 2)]
+
+
+def _gqa_hidden(gen: torch.Generator) -> list[Case]:
+    mask = torch.ones(3, 7, dtype=torch.bool).tril(diagonal=4)
+    return [Case("H=8, H_kv=2, L=3, S=7, causal mask", {"query": randn(gen, 2, 8, 3, 4), "key": randn(gen, 2, 2, 7, 4),
+                                                        "value": randn(gen, 2, 2, 7, 6), "attn_mask": mask}),
+            Case("H = H_kv = 2 (plain multi-head)", {"query": randn(gen, 1, 2, 2, 3), "key": randn(gen, 1, 2, 4, 3),
+                                                     "value": randn(gen, 1, 2, 4, 3)})]
+
+
+def _gqa_with(expand):
+    def wrong(query, key, value, attn_mask=None):
+        g = query.shape[1] // key.shape[1]
+        return F.scaled_dot_product_attention(query, expand(key, g), expand(value, g), attn_mask=attn_mask)
+    return wrong
+
+
+def _gqa_keys_only(query, key, value, attn_mask=None):
+    g = query.shape[1] // key.shape[1]
+    return F.scaled_dot_product_attention(query, key.repeat_interleave(g, dim=1), value.repeat(1, g, 1, 1),
+                                          attn_mask=attn_mask)
+
+
+def _gqa_top_left(query, key, value, attn_mask=None):
+    if attn_mask is None:
+        raise ValueError("only applies with a mask")
+    g = query.shape[1] // key.shape[1]
+    return F.scaled_dot_product_attention(query, key.repeat_interleave(g, dim=1), value.repeat_interleave(g, dim=1),
+                                          is_causal=True)
+
+
+def _gqa_keys_without_group_axis(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    q = query.reshape(B, key.shape[1], H // key.shape[1], L, D)  # (B, H_kv, G, L, D)
+    return F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask).reshape(B, H, L, -1)
+
+
+def _gqa_averaged_queries(query, key, value, attn_mask=None):
+    B, H, L, D = query.shape
+    q = query.reshape(B, key.shape[1], H // key.shape[1], L, D).mean(dim=2)  # one query per group
+    return F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask)
+
+
+# --- 5.5 stretch: positions and mask for a chunk of new tokens ----------------------------------
+
+
+def _chunk_ref(n_cached: int, L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    positions = torch.arange(n_cached, n_cached + L)  # (L,): the new tokens come after the cached ones
+    S = n_cached + L
+    mask = torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)  # (L, S), bottom-right aligned
+    return positions, mask
+
+
+def _chunk_cases(gen: torch.Generator) -> list[Case]:
+    return [Case("3 cached positions, a chunk of L=2 new tokens", {"n_cached": 3, "L": 2}),
+            Case("empty cache, a prompt of L=4 (the prefill)", {"n_cached": 0, "L": 4}),
+            Case("5 cached positions, one new token", {"n_cached": 5, "L": 1})]
+
+
+def _chunk_hidden(gen: torch.Generator) -> list[Case]:
+    return [Case("n_cached=7, L=3", {"n_cached": 7, "L": 3}), Case("n_cached=1, L=1", {"n_cached": 1, "L": 1})]
+
+
+def _chunk_with(positions, mask):
+    def wrong(n_cached, L):
+        return positions(n_cached, L), mask(n_cached, L)
+    return wrong
+
+
+def _right_positions(n, L):
+    return torch.arange(n, n + L)
+
+
+def _right_mask(n, L):
+    return _chunk_ref(n, L)[1]
 
 
 EXERCISES = [
@@ -280,6 +396,10 @@ EXERCISES = [
             Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=+1)),
                           "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
                           "tril(diagonal=S - L)."),
+            Misconception(_cached_with(lambda L, S: torch.ones(L, S).tril(diagonal=S - L)),
+                          "Your mask is a float tensor of 0s and 1s: F.scaled_dot_product_attention ADDS a float "
+                          "mask to the scores, so it only nudges them and hides nothing. Pass a bool mask "
+                          "(torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)), True = may attend."),
             Misconception(_cached_with(lambda L, S: ~_bottom_right(L, S)),
                           "Your mask is inverted: an all-zero output row means a query that may see no key "
                           "at all. In F.scaled_dot_product_attention a boolean mask is True where a query MAY "
@@ -309,9 +429,79 @@ EXERCISES = [
                           "Positions are off by one: after the prefill the cache already holds every prompt "
                           "token, so feed only the NEW token at each step (the prompt's last token was fed "
                           "twice)."),
+            Misconception(_decode_prefill_without_cache,
+                          "The first new token is right, the next ones are not: the prompt went through the model "
+                          "WITHOUT the cache, so the cache is empty when the steps begin and each new token sees "
+                          "no prompt (and sits at position 0). Prefill with the cache: model(idx, cache, "
+                          "last_only=True)."),
             Misconception(_decode_whole_sequence,
                           "With a cache, feed the model only the tokens it has not seen: the prompt once, then "
                           "one new token per step. Feeding the whole sequence appends it to the cache again."),
+        ),
+    ),
+    Exercise(
+        id="5.4", notebook=NOTEBOOK, function="grouped_query_attention",
+        title="Grouped-query attention: H query heads share H_kv key/value heads (head h uses kv head "
+              "h // (H // H_kv))",
+        reference=_gqa_ref, make_cases=_gqa_cases, make_hidden_cases=_gqa_hidden,
+        output_names=("output",),
+        error_hints=(
+            (r"must match the size of tensor b \(\d+\) at non-singleton dimension 1|"
+             r"must match the size of tensor b \(\d+\) at non-singleton dimension -3",
+             "The queries have H heads but the keys/values H_kv: expand the keys AND the values to H heads "
+             "along dim 1 first, with key.repeat_interleave(H // H_kv, dim=1), so that query head h meets kv head "
+             "h // (H // H_kv) (or let F.scaled_dot_product_attention do it with enable_gqa=True)."),
+            (r"must match the size of tensor b \(\d+\) at non-singleton dimension 2|"
+             r"must match the size of tensor b \(\d+\) at non-singleton dimension -2",
+             "The positions no longer line up: did you repeat along dim 2 (the sequence) instead of dim 1 (the "
+             "heads) of (B, H_kv, S, D)?"),
+        ),
+        misconceptions=(
+            Misconception(_gqa_with(lambda t, g: t.repeat(1, g, 1, 1)),
+                          "Query head h used kv head h % H_kv (0, 1, 0, 1, ...): that is what `repeat` (tiling) "
+                          "gives, or regrouping the queries as (B, G, H_kv, L, D), or a group axis put in front of "
+                          "the keys' heads (key[:, None], not key[:, :, None]). Grouped-query attention gives each "
+                          "kv head a GROUP of consecutive query heads, h // G with G = H // H_kv (0, 0, 1, 1, ...): "
+                          "reshape the queries to (B, H_kv, G, L, D) (or, with copies, "
+                          "`repeat_interleave(G, dim=1)`)."),
+            Misconception(_gqa_keys_without_group_axis,
+                          "The keys and values need a size-1 group axis to line up with the regrouped queries "
+                          "(B, H_kv, G, L, D): key[:, :, None] is (B, H_kv, 1, S, D). Without it broadcasting "
+                          "matched the keys' batch axis with the queries' kv-head axis (this only runs when the "
+                          "sizes happen to agree)."),
+            Misconception(_gqa_keys_only,
+                          "Your keys are expanded with repeat_interleave but the values with repeat: both must "
+                          "map query head h to kv head h // (H // H_kv)."),
+            Misconception(_gqa_top_left,
+                          "is_causal=True is aligned top-left; with a cache (L < S) use the given attn_mask (or "
+                          "tril(diagonal=S - L))."),
+            Misconception(_gqa_averaged_queries,
+                          "You averaged the query heads of a group: each of the H query heads keeps its own "
+                          "query and output; only the keys and values are shared."),
+        ),
+    ),
+    Exercise(
+        id="5.5", notebook=NOTEBOOK, function="chunk_positions_and_mask",
+        title="Stretch: the positions of L new tokens after n_cached cached ones, and their (L, S) causal mask",
+        reference=_chunk_ref, make_cases=_chunk_cases, make_hidden_cases=_chunk_hidden,
+        output_names=("positions", "mask"),
+        misconceptions=(
+            Misconception(_chunk_with(lambda n, L: torch.arange(L), _right_mask),
+                          "The new tokens' positions continue after the cache: n_cached, ..., n_cached + L - 1. "
+                          "Starting again at 0 gives the first new token the position embedding of the first "
+                          "prompt token."),
+            Misconception(_chunk_with(lambda n, L: torch.arange(n + 1, n + L + 1), _right_mask),
+                          "Off by one: positions start at 0, so after n_cached cached tokens the next one is at "
+                          "position n_cached (not n_cached + 1)."),
+            Misconception(_chunk_with(_right_positions, lambda n, L: torch.ones(L, n + L, dtype=torch.bool).tril()),
+                          "That is the top-left alignment (torch's is_causal=True). New token i sits at position "
+                          "n_cached + i and sees keys 0 .. n_cached + i: tril(diagonal=S - L) with S = n_cached + L."),
+            Misconception(_chunk_with(_right_positions, lambda n, L: torch.ones(L, L, dtype=torch.bool).tril()),
+                          "The mask covers every key the new tokens attend to, cached ones included: S = "
+                          "n_cached + L columns, not L."),
+            Misconception(_chunk_with(_right_positions,
+                                      lambda n, L: torch.ones(L, n + L, dtype=torch.bool).tril(diagonal=n - 1)),
+                          "Off by one: each new token sees its own key, tril(diagonal=S - L), not S - L - 1."),
         ),
     ),
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import traceback
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,7 +23,7 @@ import torch
 from attnkit._validate import shape_str
 
 __all__ = ["Case", "Misconception", "Exercise", "CaseResult", "ExerciseReport", "run_case", "judge",
-           "run_exercise", "case_seed", "randn"]
+           "run_exercise", "case_seed", "randn", "exception_hint", "value_hint"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -61,6 +62,8 @@ class Exercise:
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None  # default: fn(**inputs)
     output_names: tuple[str, ...] = ("output",)  # names of the returned tensors, for messages
     misconceptions: tuple[Misconception, ...] = ()
+    # (regex on the message of an exception the student's code raised, hint), tried before the generic ones
+    error_hints: tuple[tuple[str, str], ...] = ()
     points: float = 1.0
     atol: float = 1e-5
     rtol: float = 1e-4
@@ -220,11 +223,18 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
     except NotImplementedError:
         return Ran(NOT_IMPLEMENTED, message="not implemented yet")
     except Exception as err:  # the student's bug, reported, never re-raised
-        message = _describe_exception(err)
+        message, line = _describe_exception(err)
         if isinstance(err, TypeError) and ("keyword argument" in str(err) or "positional argument" in str(err)):
             names = ", ".join(f"{k}=..." for k in case.inputs)
             message += (f"\nThe checker calls `{exercise.function}({names})`: keep the parameter names "
                         "of the exercise's stub.")
+        else:
+            generic = exception_hint(err, line)
+            specific = next((h for pattern, h in exercise.error_hints if re.search(pattern, str(err))), None)
+            # `.T` on the failing line explains a shape error better than any exercise's own reading of it
+            hint = generic if generic == _TRANSPOSE_ADVICE else (specific or generic)
+            if hint:
+                message += "\nHint: " + hint
         return Ran(ERROR, message=message)
     try:
         outputs = to_plain(out, len(exercise.output_names), exercise.output_names)
@@ -244,16 +254,181 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a.nan_to_num(), b.nan_to_num()))
 
 
-def _describe_exception(err: BaseException) -> str:
-    """The exception and the student's own line that raised it (frames inside attnkit are skipped)."""
+def _describe_exception(err: BaseException) -> tuple[str, str]:
+    """The exception and the student's own line that raised it (frames inside attnkit are skipped).
+
+    Returns the message and that line's source ("" when unknown), which `exception_hint` reads.
+    """
     frames = [f for f in traceback.extract_tb(err.__traceback__)
               if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
-    where = ""
+    where, line = "", ""
     if frames:
         f = frames[-1]
-        code = f" — `{f.line.strip()}`" if f.line else ""
+        line = (f.line or "").strip()
+        code = f" — `{line}`" if line else ""
         where = f"\n(in `{f.name}`, line {f.lineno}{code})"
-    return f"Your function raised {type(err).__name__}: {err}{where}"
+    return f"Your function raised {type(err).__name__}: {err}{where}", line
+
+
+_DOT_T = re.compile(r"\.T\b")  # `x.T`: reverses every dimension of a batched tensor
+
+_TRANSPOSE_ADVICE = ("`.T` reverses ALL the dimensions of a tensor with more than two (a (B, L, D) becomes "
+                     "(D, L, B)); swap only the last two with `.transpose(-2, -1)` (or `.mT`).")
+
+
+def _matmul_hint(m: re.Match, line: str) -> str:
+    left, right = m.group(2), m.group(3)
+    text = (f"A matrix product needs the left factor's last size to equal the right factor's first, but "
+            f"they are {left} and {right}. ")
+    if _DOT_T.search(line) and "@" in line:
+        return text + _TRANSPOSE_ADVICE
+    return text + ("Usual causes: a weight in nn.Linear's layout (out_features, in_features) used as `x @ W` "
+                   "instead of `x @ W.T` (or `F.linear(x, W)`); keys not transposed (`q @ k.transpose(-2, -1)`); "
+                   "or two weights swapped.")
+
+
+def _batched_matmul_hint(m: re.Match, line: str) -> str:
+    if _DOT_T.search(line):
+        return _TRANSPOSE_ADVICE
+    return ("In a batched product (..., L, D) @ (..., D, S) the left factor's last size must equal the right "
+            "factor's second-to-last one: transpose the keys with `.transpose(-2, -1)`, and check that both "
+            "factors have the same batch (and head) dimensions in the same order.")
+
+
+def _broadcast_hint(m: re.Match, line: str) -> str:
+    a, b, dim = m.group(1) or "?", m.group(2) or "another", m.group(3) or "?"
+    if _DOT_T.search(line):
+        return _TRANSPOSE_ADVICE
+    if re.search(r"\.(sum|max|amax|mean|logsumexp)\(", line) and "keepdim" not in line:
+        return ("A reduction without keepdim=True drops the dimension it reduces, so the result no longer lines "
+                "up with the tensor it divides or is subtracted from: use e.g. `x.sum(dim=-1, keepdim=True)`, "
+                "shape (..., 1), which broadcasts over the last dimension.")
+    if re.search(r"transpose\(\s*(0\s*,\s*1|1\s*,\s*0)\s*\)", line):
+        return ("`.transpose(0, 1)` swaps the FIRST two dimensions, the batch and the tokens of a batched tensor; "
+                "count from the end to reach the last two whatever the batch: `.transpose(-2, -1)`.")
+    if "masked_fill" in line or "mask" in line:
+        return (f"The mask does not line up with the scores: their dimension {dim} has size {a} on one side and "
+                f"{b} on the other. Give the mask the axes it lacks where they belong (a padding mask hides "
+                "KEYS, the last axis: `padding[:, None, :]`), and check that it is (L, S), not (S, L).")
+    return (f"Broadcasting lines dimensions up from the right, and dimension {dim} has size {a} on one side and "
+            f"{b} on the other. An axis is missing (add it with `None`/`unsqueeze` where it belongs), a tensor "
+            "is transposed, or L and S (queries and keys) or E and D (model and head width) are mixed up.")
+
+
+def _dtype_hint(m: re.Match, line: str) -> str:
+    text = m.group(0)
+    if "long" in text.lower() or "int" in text.lower():
+        return ("An integer tensor (from torch.arange, torch.tensor of ints, or lengths) meets a float one: "
+                "give it the inputs' dtype (`dtype=x.dtype` or `.to(x.dtype)`).")
+    return ("Two tensors of different float dtypes meet (float32 and float64): a float64 constant "
+            "(torch.tensor(..., dtype=torch.float64), .double(), a NumPy round trip) mixed with the float32 "
+            "inputs. Create constants with `dtype=x.dtype`, or stay in torch throughout.")
+
+
+# (pattern of the exception's message, hint or function(match, student line) -> hint), first match wins.
+_EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], str]]] = [
+    (re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"), _matmul_hint),
+    (re.compile(r"Expected size for first two dimensions of batch2 tensor|size mismatch|"
+                r"Expected batch2_sizes|inconsistent tensor size"), _batched_matmul_hint),
+    (re.compile(r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton "
+                r"dimension (-?\d+)"), _broadcast_hint),
+    (re.compile(r"Attempting to broadcast a dimension of length (\d+)()() at|"
+                r"operands could not be broadcast together|shape mismatch: value tensor of shape"), _broadcast_hint),
+    (re.compile(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]"),
+     lambda m, line: (f"The result has shape [{m.group(1)}] but another operand broadcasts to [{m.group(2)}]: "
+                      + ("the mask has more rows or columns than the scores (L queries x S keys): build it as "
+                         "(L, S), one row per query, not (S, L)." if "mask" in line else
+                         "an in-place operation (`+=`, `masked_fill_`, `out=`) cannot grow its tensor; check "
+                         "which operand has the extra size (L vs S?)."))),
+    (re.compile(r"view size is not compatible with input tensor's size and stride"),
+     "`.view` can only regroup memory in the order it is laid out, and after `.transpose`/`.permute` it is "
+     "not (the tensor is not contiguous). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "
+     "heads, move the head axis back next to D first: (B, H, L, D) -> (B, L, H, D) -> (B, L, H*D)."),
+    (re.compile(r"expected m1 and m2 to have the same dtype.*|expected scalar type \w+ but found \w+|"
+                r"Expected query, key, and value to have the same dtype.*|"
+                r"expected both vectors to have same dtype.*|Found dtype \w+ but expected \w+"), _dtype_hint),
+    (re.compile(r"Dimension out of range"),
+     "This tensor has fewer dimensions than the code assumes. The inputs may come with extra leading batch "
+     "(and head) dimensions, or with none: count dimensions from the end (dim=-1 for keys, -2 for queries, "
+     "`.transpose(-2, -1)`) instead of from the front."),
+    (re.compile(r"shape '\[[-\d, ]*\]' is invalid for input of size \d+"),
+     "The sizes given to reshape/view do not multiply to the tensor's number of entries. Read the sizes "
+     "from the tensor itself (`B, L, E = x.shape`, `D = E // num_heads`), and do not mix up L and S (queries "
+     "and keys) or E and D (model and head width)."),
+    (re.compile(r"Sizes of tensors must match except in dimension (-?\d+)"),
+     "torch.cat joins tensors along one existing dimension and needs every OTHER dimension equal: check "
+     "`dim=` (the positions of a (B, H, S, D) cache are dim 2, or -2) and the order of the axes."),
+    (re.compile(r"zero-dimensional tensor \(at position \d+\) cannot be concatenated"),
+     "torch.cat joins tensors along an axis they already have, and a 0-d tensor (a single number such as "
+     "`q1 @ k1`) has none: use torch.stack([...]) to make a new axis of them."),
+    (re.compile(r"Tensors must have same number of dimensions"),
+     "torch.cat needs tensors with the same number of dimensions: add the missing axis (`unsqueeze`/`None`) "
+     "first, or use torch.stack if you meant a new axis."),
+    (re.compile(r"The expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)"),
+     "`.expand` can only stretch dimensions of size 1 (it copies nothing). To repeat a dimension of size n, "
+     "use `repeat_interleave(k, dim=...)` (each entry k times in a row) or `repeat` (the whole block k times), "
+     "or insert a size-1 axis, expand it, then reshape."),
+    (re.compile(r"unsupported operand type\(s\) for .*torch\.return_types\.(max|min)|"
+                r"'torch\.return_types\.(max|min)'"),
+     "`x.max(dim=...)` returns a pair (values, indices), not a tensor: use `x.max(dim=-1, keepdim=True).values` "
+     "or `x.amax(dim=-1, keepdim=True)`."),
+    (re.compile(r"stack expects each tensor to be equal size"),
+     "torch.stack puts tensors side by side along a NEW axis, so they must have equal shapes. To join them "
+     "along an existing axis (append positions, concatenate heads) use `torch.cat(..., dim=...)`."),
+    (re.compile(r"masked_fill_? only supports boolean masks"),
+     "masked_fill needs a bool mask (it fills where the mask is True): use a comparison such as `mask == 0` "
+     "or `~mask` on a bool mask, or `.bool()`."),
+    (re.compile(r"Boolean value of Tensor with more than one value is ambiguous"),
+     "`if`, `and`, `or` and `not` need ONE truth value, but this tensor holds many: use the elementwise "
+     "`&`, `|`, `~` and `torch.where(...)`, or `.any()`/`.all()` when you mean one answer."),
+    (re.compile(r"~ \(operator.invert\) is only implemented on integer and Boolean|"
+                r"where expected condition to be a boolean tensor|bitwise_not.*not implemented for 'Float'"),
+     "A mask must be a bool tensor here (True = may attend): build it with a comparison (e.g. `positions < "
+     "lengths[:, None]`) or convert with `.bool()`; `~` only negates a bool mask."),
+    (re.compile(r"einsum\(\): .*"),
+     "The einsum subscripts do not match the operands: each letter must name a dimension of the same size in "
+     "every operand (write the shapes next to the subscripts, e.g. 'bhld,bhsd->bhls')."),
+    (re.compile(r"must have at least 2 dimensions"),
+     "tril/triu work on a matrix: build the (L, S) mask from `torch.ones(L, S, dtype=torch.bool)`."),
+    (re.compile(r"number of dimensions in the tensor input does not match the length of the desired ordering"),
+     "`.permute` needs one index for every dimension (4 for (B, H, L, D)); to swap two dimensions use "
+     "`.transpose(i, j)`."),
+    (re.compile(r"does not require grad and does not have a grad_fn|"
+                r"element 0 of tensors does not require grad"),
+     "Your result is cut off from the inputs in the autograd graph (.detach(), .data, .item(), NumPy or a "
+     "new tensor built from values): compute it with torch operations on the inputs so that it can train."),
+    (re.compile(r"modified by an inplace operation|leaf Variable that requires grad is being used in an in-place"),
+     "An in-place operation (`x[...] = `, `+=`, `masked_fill_`, `.copy_`) overwrote a value autograd needs: "
+     "use the out-of-place form (`masked_fill`, `x = x + ...`)."),
+    (re.compile(r"not enough values to unpack \(expected (\d+), got (\d+)\)|too many values to unpack"),
+     "Unpacking `x.shape` into names assumes a number of dimensions the input does not have: the inputs may "
+     "have more (or fewer) leading dimensions; read only what you need from the end (`L, E = x.shape[-2:]`)."),
+    (re.compile(r"softmax\(\) missing 1 required positional argument|softmax\(\) received an invalid combination"),
+     "Give the softmax its dimension: `torch.softmax(scores, dim=-1)` normalises over the keys."),
+    (re.compile(r"index -?\d+ is out of bounds for dimension|out of bounds"),
+     "An index past the end of a dimension: positions run 0 .. n - 1; check L vs S and off-by-one limits."),
+    (re.compile(r"NoneType"),
+     lambda m, line: ("A value that may be None was used as a tensor. An optional mask is None when a case passes "
+                      "no mask (the default): apply it only `if attn_mask is not None:`." if "mask" in line else
+                      "A None was used as a tensor or a function: a function that returns nothing (no `return`), "
+                      "an optional argument left at None, or a name bound to None earlier in the notebook.")),
+    (re.compile(r"Expected attn_mask dtype to be bool or float"),
+     "Give F.scaled_dot_product_attention a bool mask (True = may attend) or a float mask of -inf/0 added to "
+     "the scores."),
+]
+
+
+def exception_hint(err: BaseException, line: str = "") -> str | None:
+    """A likely cause of a PyTorch (or Python) exception raised inside a student's function, or None.
+
+    `line` is the student's source line that raised it: `.T` on it changes the advice.
+    """
+    text = str(err)
+    for pattern, hint in _EXCEPTION_HINTS:
+        m = pattern.search(text)
+        if m:
+            return hint(m, line) if callable(hint) else hint
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -311,7 +486,9 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
                 return _first_difference(name, want, got, "differs from the expected mask")
             continue
         if not (want.is_floating_point() or want.is_complex()):
-            if got.is_floating_point() or not torch.equal(want, got.to(want.dtype)):
+            if got.is_floating_point() or got.is_complex():
+                return f"Expected `{name}` to have dtype {want.dtype} but got {got.dtype}."
+            if not torch.equal(want, got.to(want.dtype)):
                 return _first_difference(name, want, got, "differs from the expected values")
             continue
         if got.dtype != want.dtype and got.dim() > 0:
@@ -354,6 +531,8 @@ def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: st
         return f"`{name}` {what}: expected {_num(want.item())}, got {_num(got.item())}."
     bad = ~torch.isclose(got.double(), want.double(), atol=1e-5, rtol=1e-4, equal_nan=True) \
         if want.dtype != torch.bool else want != got
+    if not bool(bad.any()):  # equal values that compare unequal (another dtype): say so, never crash
+        return f"`{name}` {what} (expected dtype {want.dtype}, got {got.dtype})."
     idx = tuple(int(i) for i in bad.nonzero()[0])
     row = idx[:-1]
     label = f"{name}[{', '.join(map(str, row))}{', ' if row else ''}:]"
@@ -386,6 +565,163 @@ def _misconception_hint(exercise: Exercise, case: Case, expected: Sequence[torch
                 and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
                                                                atol=exercise.atol, rtol=exercise.rtol):
             return "Your values are right but transposed: swap the last two dimensions."
+    # Generic: the right values with two other dimensions swapped (e.g. (L, B, E) returned as (B, L, E)).
+    for got, want in zip(actual, expected, strict=False):
+        if got.dim() >= 2 and got.dtype == want.dtype and got.shape != want.shape:
+            for i in range(want.dim()):
+                for j in range(i + 1, want.dim()):
+                    swapped = want.transpose(i, j)
+                    if got.shape == swapped.shape and torch.allclose(got.double(), swapped.double(),
+                                                                     atol=exercise.atol, rtol=exercise.rtol):
+                        return (f"Your values are right but dimensions {i} and {j} are swapped: "
+                                f"`.transpose({i}, {j})` (a layout such as (L, B, E) vs (B, L, E) not converted "
+                                "back?).")
+    return value_hint(exercise, case, expected, actual)
+
+
+def _sizes(inputs: dict[str, Any]) -> list[int]:
+    """The sizes a formula could have used: every dimension of every input tensor, and plain ints."""
+    found: set[int] = set()
+    for v in inputs.values():
+        if isinstance(v, torch.Tensor):
+            found.update(int(n) for n in v.shape)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            found.add(v)
+    return sorted(n for n in found if n > 1)
+
+
+def _name_factor(c: float, sizes: Sequence[int]) -> str:
+    """' (= sqrt(4))' when the factor c is a simple expression of one of the inputs' sizes, else ''."""
+    for n in sizes:
+        for expr, value in ((f"{n}", n), (f"sqrt({n})", math.sqrt(n)), (f"1/{n}", 1 / n),
+                            (f"1/sqrt({n})", 1 / math.sqrt(n)), (f"{n}/2", n / 2), (f"2/{n}", 2 / n),
+                            (f"sqrt({n})/{n}", math.sqrt(n) / n), (f"{n}/sqrt(2)", n / math.sqrt(2))):
+            if abs(c - value) <= 1e-3 * abs(value):
+                return f" (= {expr})"
+    for a in sizes:  # a ratio of two widths, e.g. sqrt(E)/sqrt(D)
+        for b in sizes:
+            if a != b and abs(c - math.sqrt(a / b)) <= 1e-3 * math.sqrt(a / b):
+                return f" (= sqrt({a}/{b}))"
+    return ""
+
+
+_PRECEDENCE = ("Check the formula's precedence: `x / d ** 1/2` is (x / d) / 2, and `a / b * c` is (a / b) * c, "
+               "not a / (b * c)")
+
+
+def _is_weights(want: torch.Tensor) -> bool:
+    """Attention weights: non-negative, each row (last dim) summing to 1 or, fully masked, to 0."""
+    if not want.is_floating_point() or want.dim() < 1 or want.shape[-1] < 2 or bool((want < 0).any()):
+        return False
+    rows = want.double().sum(dim=-1)
+    return bool((((rows - 1).abs() < 1e-4) | (rows.abs() < 1e-6)).all()) and bool(((rows - 1).abs() < 1e-4).any())
+
+
+def _weights_hint(name: str, got: torch.Tensor, want: torch.Tensor, sizes: Sequence[int]) -> str | None:
+    """Name what is wrong with attention weights: raw scores, unnormalised, a mask, or the scale."""
+    g, w = got.double(), want.double()
+    if bool((g < -1e-6).any()):
+        return (f"Your `{name}` have negative entries, so they are not attention weights yet: they look like "
+                "the scores before the softmax. Turn each row into a distribution with "
+                "torch.softmax(scores, dim=-1).")
+    live = (w.sum(dim=-1) - 1).abs() < 1e-4  # rows with at least one visible key
+    blocked, got_zero = w == 0, g.abs() < 1e-12
+    leak = blocked & ~got_zero & live[..., None]
+    if bool(leak.any()):
+        starved = ~blocked & got_zero & live[..., None]
+        if bool(starved.any()) and int(starved.sum()) >= int((~blocked & live[..., None]).sum()) // 2:
+            return (f"Your `{name}` are zero where they should be positive and positive where they should be "
+                    "zero: the mask is inverted. Here True means *may attend* (as in F.scaled_dot_product_"
+                    "attention), and masked_fill fills where ITS mask is True, so fill where the mask is False "
+                    "(`~mask`).")
+        return (f"Your `{name}` give weight to keys that must get exactly 0 ({int(leak.sum())} entries: masked, "
+                "padded or future keys). Their scores must be -inf BEFORE the softmax: filling them with 0 (or "
+                "leaving them) still gives them a share, since exp(0) = 1; also check that the mask covers the "
+                "keys (the last axis), not the queries.")
+    sums = g.sum(dim=-1)
+    off = live & ((sums - 1).abs() > 1e-4)
+    if bool(off.any()):
+        idx = tuple(int(i) for i in off.nonzero()[0])
+        return (f"The rows of your `{name}` do not sum to 1 (row {idx} sums to {float(sums[idx]):.4g}): they are "
+                "not normalised. Divide exp(scores - max) by its row sum, or use torch.softmax(scores, dim=-1); "
+                "zeroing weights after the softmax also breaks the sum (mask the scores before it).")
+    # Same support: is log(got) a multiple of log(want), row by row (a softmax of wrongly scaled scores)?
+    both = (g > 1e-30) & (w > 1e-30) & live[..., None]
+    if bool(both.any()) and bool((both == (~blocked & live[..., None])).all()):
+        lg = torch.where(both, g.log(), torch.zeros_like(g))
+        lw = torch.where(both, w.log(), torch.zeros_like(w))
+        count = both.sum(dim=-1, keepdim=True).clamp(min=1)
+        lg = torch.where(both, lg - lg.sum(dim=-1, keepdim=True) / count, torch.zeros_like(lg))
+        lw = torch.where(both, lw - lw.sum(dim=-1, keepdim=True) / count, torch.zeros_like(lw))
+        denom = float((lw * lw).sum())
+        if denom > 1e-12:
+            c = float((lg * lw).sum()) / denom
+            if abs(c - 1) > 1e-3 and float(((lg - c * lw) ** 2).sum()) < 1e-6 * max(denom, 1.0):
+                return (f"Your `{name}` are a softmax of the right scores multiplied by {c:.4g}"
+                        f"{_name_factor(c, sizes)}: the scale is wrong. Divide q·k by sqrt(d_k), where d_k is "
+                        "the width of the queries and keys (of ONE head in multi-head attention, D = E / H). "
+                        + _PRECEDENCE + ".")
+    return None
+
+
+def value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
+               actual: Sequence[torch.Tensor]) -> str | None:
+    """A hint from the shape of the mistake alone, for answers no named misconception matches.
+
+    Tries, per output: stack vs cat and `.T` (from the shapes); raw scores, a leaking or inverted mask,
+    unnormalised rows and a wrong scale (for attention weights); a constant factor; right values in
+    the wrong places.
+    """
+    sizes = _sizes(case.inputs)
+    if len(actual) != len(expected):
+        return (f"Return a tuple of {len(expected)} tensors in this order: {', '.join(exercise.output_names)} "
+                "(e.g. `return " + ", ".join(exercise.output_names) + "`), not one tensor or a stack of them.") \
+            if all(n.isidentifier() for n in exercise.output_names) else \
+            f"Return a tuple of {len(expected)} tensors: {', '.join(exercise.output_names)}."
+    for name, want, got in zip(exercise.output_names, expected, actual, strict=False):
+        if want.dtype == torch.bool and got.dtype != torch.bool:
+            return (f"`{name}` must be a bool tensor (True = may attend): build it with dtype=torch.bool or from "
+                    "a comparison (`<`, `>=`), or convert with `.bool()`. A float mask means something else "
+                    "to PyTorch: it is ADDED to the scores.")
+        if not (want.is_floating_point() or want.dtype == torch.bool) and got.is_floating_point():
+            return (f"`{name}` holds integer values (positions, token ids): return an integer tensor, e.g. "
+                    "torch.arange(...) without a float dtype, or `.long()`.")
+        if tuple(got.shape) != tuple(want.shape):
+            if got.dim() < want.dim() and got.numel() < want.numel():
+                return (f"Your `{name}` {shape_str(got.shape)} has fewer dimensions than expected "
+                        f"{shape_str(want.shape)}: two tensors were combined entry by entry where one of them "
+                        "needed its own axis to broadcast into a grid (e.g. positions[None, :] < lengths[:, None] "
+                        "gives (B, S)), or a reduction dropped a dimension (keepdim=True keeps it).")
+            if got.dim() == want.dim() + 1 and got.numel() == want.numel():
+                return (f"Your `{name}` has one dimension more than expected and the same number of entries: "
+                        "torch.stack (which adds a NEW axis) where torch.cat (which joins along an existing "
+                        "one) was meant?")
+            if got.dim() > 2 and tuple(got.shape) == tuple(reversed(want.shape)):
+                return "Your shape is the expected one reversed: " + _TRANSPOSE_ADVICE
+            if got.dim() == want.dim() and got.numel() == want.numel():
+                return (f"Your `{name}` has the right number of entries in another shape: a reshape/view to "
+                        "the wrong sizes, or an axis moved to the wrong place. Write the shape after every line "
+                        "(e.g. `# (B, H, L, D)`) and compare.")
+            continue
+        if not (want.is_floating_point() and got.is_floating_point()) or bool(torch.isnan(got).any()):
+            continue
+        if torch.allclose(got.double(), want.double(), atol=exercise.atol, rtol=exercise.rtol):
+            continue  # this output is right: the mistake is in another one
+        if _is_weights(want):
+            hint = _weights_hint(name, got, want, sizes)
+            if hint:
+                return hint
+        g, w = got.double().flatten(), want.double().flatten()
+        if float((w * w).sum()) > 1e-12:
+            c = float((g * w).sum() / (w * w).sum())
+            if abs(c - 1) > 1e-3 and abs(c) > 1e-6 and torch.allclose(g, c * w, atol=1e-5, rtol=1e-4):
+                return (f"Your `{name}` are the expected values multiplied by {c:.4g}{_name_factor(c, sizes)}: "
+                        "a scale factor is off (the scale is 1/sqrt(d_k), d_k = the query/key width). "
+                        + _PRECEDENCE + ".")
+        if want.numel() > 1 and torch.allclose(g.sort().values, w.sort().values, atol=1e-5, rtol=1e-4):
+            return (f"Your `{name}` holds the right numbers in the wrong places: a reshape/view that mixes "
+                    "axes. Move axes with transpose/permute BEFORE reshaping (split: (B, L, E) -> (B, L, H, D) -> "
+                    "(B, H, L, D); merge: the reverse), and check the order of the axes.")
     return None
 
 

@@ -131,6 +131,20 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None):
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = torch.exp(scores)
     return weights @ value, weights""", ["sum to 1"]),
+    ("1.4", "divided by d_k", """
+def scaled_dot_product_attention(query, key, value, attn_mask=None):
+    scores = query @ key.transpose(-2, -1) / query.shape[-1]
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ value, weights""", ["divided the scores by d_k", "square root"]),
+    ("1.4", "outputs returned in the wrong order", """
+def scaled_dot_product_attention(query, key, value, attn_mask=None):
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights, weights @ value""", ["return the output first"]),
     ("1.4", "mask after the softmax", """
 def scaled_dot_product_attention(query, key, value, attn_mask=None):
     weights = torch.softmax(query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1]), dim=-1)

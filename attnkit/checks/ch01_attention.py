@@ -189,6 +189,23 @@ def _attention_key_count(query, key, value, attn_mask=None):
     return _attention_with(query, key, value, attn_mask, 1 / math.sqrt(key.shape[-2]))
 
 
+def _attention_by_d_k(query, key, value, attn_mask=None):
+    return _attention_with(query, key, value, attn_mask, 1 / query.shape[-1])
+
+
+def _attention_zero_fill(query, key, value, attn_mask=None):
+    if attn_mask is None:
+        raise ValueError("only applies with a mask")
+    scores = (query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])).masked_fill(~attn_mask, 0.0)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ value, weights
+
+
+def _attention_swapped_outputs(query, key, value, attn_mask=None):
+    output, weights = _attention_with(query, key, value, attn_mask, 1 / math.sqrt(query.shape[-1]))
+    return weights, output
+
+
 def _attention_mask_after_softmax(query, key, value, attn_mask=None):
     if attn_mask is None:
         raise ValueError("only applies with a mask")
@@ -397,6 +414,14 @@ EXERCISES = [
         output_names=("output", "weights"),
         misconceptions=(
             Misconception(_attention_unscaled, "Divide the scores by sqrt(d_k) before the softmax."),
+            Misconception(_attention_by_d_k, "You divided the scores by d_k; divide by its square root, "
+                                             "math.sqrt(query.shape[-1])."),
+            Misconception(_attention_zero_fill,
+                          "You filled the blocked scores with 0. After the softmax a score of 0 still gets a "
+                          "weight (exp(0 - max) > 0), so blocked keys leak into the output: fill them with "
+                          "float('-inf'), whose weight is exactly 0."),
+            Misconception(_attention_swapped_outputs, "You returned (weights, output): return the output first, "
+                                                      "then the weights, as `return output, weights`."),
             Misconception(_attention_inverted,
                           "Your mask is inverted: here True means *may attend* (like PyTorch's "
                           "scaled_dot_product_attention), so fill the scores with -inf where the mask is False."),

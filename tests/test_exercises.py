@@ -13,8 +13,16 @@ MISCONCEPTIONS = [(ex_id, i) for ex_id in IDS for i in range(len(EXERCISES[ex_id
 
 
 def test_every_chapter_has_exercises():
-    chapters = {ex_id.split(".")[0] for ex_id in IDS}
-    assert {"1"} <= chapters
+    """Every numbered chapter in chapters/ (not an optional companion such as 01b) has graded exercises,
+    in its own solutions/ and exercises/ notebook, and every exercise names an existing notebook."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    numbers = {p.name.split("_")[0].lstrip("0") for p in (repo / "chapters").glob("[0-9][0-9]_*.ipynb")}
+    with_exercises = {ex_id.split(".")[0] for ex_id in IDS}
+    assert numbers and numbers <= with_exercises, f"chapters without exercises: {sorted(numbers - with_exercises)}"
+    for ex in EXERCISES.values():
+        assert (repo / "solutions" / ex.notebook).exists() and (repo / "exercises" / ex.notebook).exists(), ex.id
 
 
 @pytest.mark.parametrize("ex_id", IDS)

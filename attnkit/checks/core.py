@@ -13,6 +13,7 @@ import math
 import os
 import re
 import traceback
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +220,9 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
     """Call `fn` on a copy of the case's inputs; never raises for anything the function does."""
     inputs = copy_inputs(case.inputs)
     try:
-        out = exercise.invoke(fn, inputs)
+        with warnings.catch_warnings():  # torch's deprecation notes on student code: the hint says it better
+            warnings.simplefilter("ignore")
+            out = exercise.invoke(fn, inputs)
     except NotImplementedError:
         return Ran(NOT_IMPLEMENTED, message="not implemented yet")
     except Exception as err:  # the student's bug, reported, never re-raised

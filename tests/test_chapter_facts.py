@@ -147,9 +147,10 @@ def test_the_jacobian_norm_first_rises_then_falls(core):
     largest = curve["max_weight_unscaled"].tolist()
     assert [round(largest[i], 2) for i in (0, 3, 5)] == [0.21, 0.83, 0.95]
     assert unscaled[-1] < curve["grad_norm_scaled"][-1] / 3
-    # "scaled, both curves stay where they were at d_k = 1 (largest weight about 0.24, gradient size about 0.30)"
-    assert torch.all((curve["max_weight_scaled"] - 0.235).abs() < 0.025)
-    assert torch.all((curve["grad_norm_scaled"] - 0.297).abs() < 0.015)
+    # "scaled, both curves stay close to where they were at d_k = 1 (largest weight 0.21 to 0.25, gradient
+    # size 0.29 to 0.31)", to two decimals
+    assert all(0.21 <= round(w, 2) <= 0.25 for w in curve["max_weight_scaled"].tolist())
+    assert all(0.29 <= round(g, 2) <= 0.31 for g in curve["grad_norm_scaled"].tolist())
 
 
 def test_unscaled_gradients_are_uneven_and_vanish_only_at_large_widths(core):

@@ -252,7 +252,7 @@ def plot_softmax_saturation(
     generator: torch.Generator | None = None,
     fig: Figure | None = None,
 ) -> Figure:
-    """Plot why dot products are scaled: unscaled, the softmax turns one-hot and its gradient vanishes as d_k grows.
+    """Plot why dot products are scaled: unscaled, the softmax turns one-hot and its gradient shrinks as d_k grows.
 
     Left: the mean largest weight of a row; right: the mean size of the softmax Jacobian, which scales
     every gradient flowing back to the scores. The numbers come from `attnkit.softmax_saturation`.
@@ -273,7 +273,7 @@ def plot_softmax_saturation(
     ax_max.set(xscale="log", xlabel="d_k", ylabel="largest weight in a row", ylim=(0, 1.05),
                title="softmax saturates")
     ax_grad.set(xscale="log", xlabel="d_k", ylabel="|| d softmax / d scores ||", ylim=(0, None),
-                title="and its gradient vanishes")
+                title="its gradient shrinks at large d_k")
     ax_max.legend(fontsize=8)
     ax_grad.legend(fontsize=8)
     fig.tight_layout()

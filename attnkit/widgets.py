@@ -33,7 +33,7 @@ __all__ = [
     "decoding_explorer_data",
 ]
 
-MAX_D_K = 512  # the d_k slider's range; sampled scores use the first d_k of MAX_D_K dimensions
+MAX_D_K = 512  # the d_k slider's range; sampled vectors use the first d_k of MAX_D_K random dimensions
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -116,8 +116,10 @@ def temperature_explorer_data(
 ) -> dict[str, Any]:
     """What the temperature explorer draws: logits = scores (/ sqrt(d_k) if scaled) / temperature, their softmax.
 
-    Without `scores`, q . k_j for seeded unit-variance q and k_j using their first d_k dimensions, so the
-    scores' variance grows like d_k and the softmax saturates unless scaled.
+    Without `scores`, q . k_j for a seeded query q of length sqrt(d_k) and S keys of width d_k whose components
+    along q are drawn once, the same for every d_k (their other d_k - 1 entries are random and add nothing to
+    the score). So the scores are sqrt(d_k) times a fixed pattern: the same keys win at every width, the
+    spread grows like sqrt(d_k) (as for random unit-variance vectors), and scaling undoes exactly that.
 
     Shapes: scores (S,) -> dict: "scores", "logits", "weights" (S,); "entropy", "max_entropy" floats (nats).
 
@@ -133,9 +135,14 @@ def temperature_explorer_data(
         raise ValueError(f"Expected 1 <= `d_k` <= {MAX_D_K} and `temperature` > 0 but got {d_k}, {temperature}")
     if scores is None:
         generator = torch.Generator().manual_seed(seed)
-        q = torch.randn(MAX_D_K, generator=generator)  # (MAX_D_K,)
-        k = torch.randn(S, MAX_D_K, generator=generator)  # (S, MAX_D_K)
-        scores = k[:, :d_k] @ q[:d_k]  # (S, d_k) x (d_k,) -> (S,): variance d_k
+        along = torch.randn(S, generator=generator)  # (S,): each key's component along the query, fixed
+        direction = torch.randn(MAX_D_K, generator=generator)[:d_k]  # (d_k,)
+        direction = direction / direction.norm()  # the query's direction, a unit vector
+        rest = torch.randn(S, MAX_D_K, generator=generator)[:, :d_k]  # (S, d_k): random entries
+        rest = rest - (rest @ direction)[:, None] * direction  # (S, d_k): their part across the query only
+        keys = rest + along[:, None] * direction  # (S, d_k)
+        query = math.sqrt(d_k) * direction  # (d_k,): the length of a random unit-variance vector
+        scores = keys @ query  # (S, d_k) x (d_k,) -> (S,): sqrt(d_k) * along
     scores = torch.as_tensor(scores, dtype=torch.float32).detach()  # (S,)
     logits = scores / (math.sqrt(d_k) if scaled else 1.0) / temperature  # (S,)
     weights = softmax(logits)  # (S,)
@@ -174,11 +181,15 @@ def temperature_explorer(
                                          scores, S, seed)
         fig = _figure(8, 3)
         ax_logits, ax_weights = fig.subplots(1, 2)
-        _bars(ax_logits, data["logits"], names, "logit", "scores after scaling and temperature")
+        _bars(ax_logits, data["logits"], names, "score", "logits: scores after scaling and temperature")
+        (raw,) = ax_logits.plot(range(n), data["scores"].tolist(), "k_", ms=14, mew=2)  # the raw scores
+        ax_logits.legend([ax_logits.containers[0], raw], ["logit", "raw score q.k"], fontsize=7)
         _bars(ax_weights, data["weights"], names, "weight",
               f"softmax: entropy {data['entropy']:.2f} of max {data['max_entropy']:.2f} nats")
         ax_weights.set_ylim(0, 1)
-        return fig, f"weights {[round(w, 3) for w in data['weights'].tolist()]}, entropy {data['entropy']:.3f}"
+        spread = f"std of the raw scores {data['scores'].std():.2f}, of the logits {data['logits'].std():.2f}"
+        return fig, (f"{spread}; weights "
+                     f"{[round(w, 3) for w in data['weights'].tolist()]}, entropy {data['entropy']:.3f}")
 
     return _explorer(controls, draw)
 

@@ -62,9 +62,12 @@ def test_the_picture_shows_the_numbers(numbers):
         texts = {t.get_text() for ax in fig.axes for t in ax.texts}
     finally:
         plt.close(fig)
-    for name in ("scores", "scaled", "weights"):
+    for name, digits in (("scores", 2), ("scaled", 2), ("weights", 3)):
         for x in numbers[name].tolist():
-            assert f"{x:.2f}" in texts, f"{name} {x:.2f} not drawn"
+            assert f"{x:.{digits}f}" in texts, f"{name} {x:.{digits}f} not drawn"
+    # a reader adds up the weights as drawn: they must give the sum as drawn
+    shown = [round(x, 3) for x in numbers["weights"].tolist()]
+    assert f"sum: {sum(shown):.3f}" in texts and round(sum(shown), 3) == 1.0
     assert f"output\n{numbers['output'].item():.2f}" in texts
     assert {"apple", "lemon", "cherry", "banana", "sweet", "sour", "red"} <= texts
     assert {"1. $q \\cdot k_j$", "2. $\\div \\sqrt{3}$", "3. softmax", "4. sum"} <= texts

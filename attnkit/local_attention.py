@@ -10,7 +10,7 @@ The function is `luong_local_attention`, not `local_attention`: `attnkit.local_a
 and a function of the same name would be hidden behind it once the module is imported.
 Positions count from 0, so keys sit at 0 .. S - 1 and a predicted centre lies in (0, S).
 Shape legend (PyTorch's): B... any leading batch dims, L query length, S key length, E width,
-Ev value width, A hidden width of the alignment MLP.
+Ev value width, d_a hidden width of the alignment MLP.
 """
 
 from __future__ import annotations
@@ -86,18 +86,18 @@ def predictive_alignment(h: torch.Tensor, W_p: torch.Tensor, v_p: torch.Tensor, 
     The sigmoid keeps the centre inside the source, (0, S); the centre is real-valued and
     differentiable in W_p and v_p, so it is learned with the rest of the model.
 
-    Shapes: h (B..., L, E), W_p (A, E), v_p (A,) -> centers (B..., L).
+    Shapes: h (B..., L, E), W_p (d_a, E), v_p (d_a,) -> centers (B..., L).
 
     See chapters/01b_classic_attention.ipynb.
     """
     expect_tensor("h", h)
     expect_ndim("h", h, 1, "(..., L, E)")
-    for name, x, expected in (("W_p", W_p, ("A", "E")), ("v_p", v_p, ("A",))):
+    for name, x, expected in (("W_p", W_p, ("d_a", "E")), ("v_p", v_p, ("d_a",))):
         expect_dims(name, expect_tensor(name, x), expected)
-    expect_size("W_p", W_p, 0, v_p.shape[0], "the hidden width A of v_p")
+    expect_size("W_p", W_p, 0, v_p.shape[0], "the hidden width d_a of v_p")
     expect_size("W_p", W_p, 1, h.shape[-1], "the width E of h")
-    hidden = torch.tanh(h @ W_p.T)  # (B..., L, E) x (E, A) -> (B..., L, A)
-    return S * torch.sigmoid(hidden @ v_p)  # (B..., L, A) x (A,) -> (B..., L)
+    hidden = torch.tanh(h @ W_p.T)  # (B..., L, E) x (E, d_a) -> (B..., L, d_a)
+    return S * torch.sigmoid(hidden @ v_p)  # (B..., L, d_a) x (d_a,) -> (B..., L)
 
 
 def gaussian_window(positions: torch.Tensor, centers: torch.Tensor, D: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ they all share: a masked softmax into weights alpha_ij and the weighted sum of t
     attention_from_scores(scaled_dot_product_scores(q, k), v) == scaled_dot_product_attention(q, k, v)
 
 Shape legend (PyTorch's): B... any leading batch dims, L query length, S key length,
-E query/key width (E_q, E_k when they differ), Ev value width, A additive hidden width.
+E query/key width (E_q, E_k when they differ), Ev value width, d_a the additive hidden width.
 """
 
 from __future__ import annotations
@@ -82,27 +82,27 @@ def additive_scores(
 ) -> torch.Tensor:
     """Additive (Bahdanau "concat") scores e_ij = v_a . tanh(W_q q_i + W_k k_j): a one-hidden-layer MLP.
 
-    Queries and keys may have different widths; the price is an (L, S, A) hidden tensor, where
+    Queries and keys may have different widths; the price is an (L, S, d_a) hidden tensor, where
     dot-product scoring needs none.
 
-    Shapes: query (B..., L, E_q), key (B..., S, E_k), W_q (A, E_q), W_k (A, E_k), v_a (A,)
+    Shapes: query (B..., L, E_q), key (B..., S, E_k), W_q (d_a, E_q), W_k (d_a, E_k), v_a (d_a,)
         -> scores (B..., L, S). W_q and W_k are laid out like an `nn.Linear` weight.
 
     See chapters/01_attention.ipynb.
     """
     _expect_query_key(query, key, same_width=False)
-    for name, x, expected in (("W_q", W_q, ("A", "E_q")), ("W_k", W_k, ("A", "E_k")), ("v_a", v_a, ("A",))):
+    for name, x, expected in (("W_q", W_q, ("d_a", "E_q")), ("W_k", W_k, ("d_a", "E_k")), ("v_a", v_a, ("d_a",))):
         expect_dims(name, expect_tensor(name, x), expected)
-    A = v_a.shape[0]
-    expect_size("W_q", W_q, 0, A, "the hidden width A of v_a")
-    expect_size("W_k", W_k, 0, A, "the hidden width A of v_a")
+    d_a = v_a.shape[0]
+    expect_size("W_q", W_q, 0, d_a, "the hidden width d_a of v_a")
+    expect_size("W_k", W_k, 0, d_a, "the hidden width d_a of v_a")
     expect_size("W_q", W_q, 1, query.shape[-1], "the query width E_q")
     expect_size("W_k", W_k, 1, key.shape[-1], "the key width E_k")
 
-    q = query @ W_q.T  # (B..., L, E_q) x (E_q, A) -> (B..., L, A)
-    k = key @ W_k.T  # (B..., S, E_k) x (E_k, A) -> (B..., S, A)
-    hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B..., L, 1, A) + (B..., 1, S, A) -> (B..., L, S, A)
-    return hidden @ v_a  # (B..., L, S, A) x (A,) -> (B..., L, S)
+    q = query @ W_q.T  # (B..., L, E_q) x (E_q, d_a) -> (B..., L, d_a)
+    k = key @ W_k.T  # (B..., S, E_k) x (E_k, d_a) -> (B..., S, d_a)
+    hidden = torch.tanh(q.unsqueeze(-2) + k.unsqueeze(-3))  # (B..., L, 1, d_a) + (B..., 1, S, d_a) -> (B..., L, S, d_a)
+    return hidden @ v_a  # (B..., L, S, d_a) x (d_a,) -> (B..., L, S)
 
 
 def attention_from_scores(
@@ -140,11 +140,11 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, query_dim: int, key_dim: int, hidden_dim: int) -> None:
         super().__init__()
-        self.W_q = nn.Linear(query_dim, hidden_dim, bias=False)  # weight (A, E_q)
-        self.W_k = nn.Linear(key_dim, hidden_dim, bias=False)  # weight (A, E_k)
-        # v_a reads the hidden layer out into one score; initialised like an nn.Linear(A, 1) weight
+        self.W_q = nn.Linear(query_dim, hidden_dim, bias=False)  # weight (d_a, E_q)
+        self.W_k = nn.Linear(key_dim, hidden_dim, bias=False)  # weight (d_a, E_k)
+        # v_a reads the hidden layer out into one score; initialised like an nn.Linear(d_a, 1) weight
         bound = 1.0 / math.sqrt(hidden_dim)
-        self.v_a = nn.Parameter(torch.empty(hidden_dim).uniform_(-bound, bound))  # (A,)
+        self.v_a = nn.Parameter(torch.empty(hidden_dim).uniform_(-bound, bound))  # (d_a,)
 
     def forward(
         self,

@@ -133,7 +133,7 @@ def test_errors_name_the_argument(qkv, additive):
         dot_product_scores(q, k[..., :-1])
     with pytest.raises(ValueError, match=r"`value`.*key length S"):
         attention_from_scores(scaled_dot_product_scores(q, k), v[..., :-1, :])
-    with pytest.raises(ValueError, match=r"`W_q` shape to be \(A, E_q\) but got \(8,\)"):
+    with pytest.raises(ValueError, match=r"`W_q` shape to be \(d_a, E_q\) but got \(8,\)"):
         additive_scores(**(additive | {"W_q": additive["v_a"]}))
     with pytest.raises(ValueError, match=r"`W_k`.*key width E_k"):
         additive_scores(**(additive | {"W_k": additive["W_q"]}))

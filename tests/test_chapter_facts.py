@@ -64,7 +64,7 @@ def classic():
 
 
 def test_a_fixed_size_summary_forgets_while_attention_retrieves(core):
-    ns = core["c005"]
+    ns = core["ch01-004"]
     assert ns["sizes"][-1] == 256
     assert ns["cos_summary"][-1] < 0.1  # "at n = 256 it is below 0.1"
     # "stays above 0.9 (0.93 at n = 256)", "from 1.00 at n = 2", "the noisy query ... about 0.55"
@@ -92,7 +92,7 @@ def test_answer_1_signal_to_noise_of_a_membership_test():
 
 
 def test_the_fruit_lookup(core):
-    ns = core["c008"]
+    ns = core["ch01-007"]
     weights, _ = ns["lookup"](ns["query"], 1.0)
     leaders = weights.argsort(descending=True)[:2].tolist()  # "with cherry and apple leading"
     assert [ns["fruits"][i] for i in leaders] == ["cherry", "apple"]
@@ -102,7 +102,7 @@ def test_the_fruit_lookup(core):
 
 
 def test_the_naive_softmax_overflows(core):
-    ns = core["ch01-overflow"]
+    ns = core["ch01-010"]
     assert torch.isinf(torch.exp(ns["big"])).all() and torch.isnan(ns["naive"]).all()
     assert torch.isfinite(torch.softmax(ns["big"], dim=-1)).all()
     assert math.log(torch.finfo(torch.float32).max) < 89  # "exp of anything above about 88 is inf"
@@ -110,13 +110,13 @@ def test_the_naive_softmax_overflows(core):
 
 def test_rerunning_section_3_after_section_4_works(core):
     """Section 4 keeps its own names: the fruit query and section 3's sizes survive it."""
-    ns = core["c022"]
+    ns = core["ch01-026"]
     assert ns["query"].shape == (3,) and ns["keys"].shape == (4, 3) and ns["values"].shape == (4, 1)
     assert (ns["B"], ns["L"], ns["S"]) == (2, 3, 5)
     cells = chapter_cells("01_attention.ipynb")
     show, plt.show = plt.show, lambda *args, **kwargs: None
     try:
-        for cell in ("ch01-steps", "c013", "c015"):  # each re-run on its own, after Run All up to section 4
+        for cell in ("ch01-013", "ch01-017", "ch01-019"):  # each re-run on its own, after Run All up to section 4
             exec(compile(cells[cell].source, cell, "exec"), dict(ns))
     finally:
         plt.show = show
@@ -124,19 +124,19 @@ def test_rerunning_section_3_after_section_4_works(core):
 
 
 def test_raw_scores_spread_about_4_and_scaled_about_1(core):
-    scores = core["c018"]["all_scores"]
+    scores = core["ch01-022"]["all_scores"]
     assert 3 < scores["dot product  q.k"].std() < 5
     assert 0.75 < scores["scaled  q.k / sqrt(d_k)"].std() < 1.25
 
 
 def test_dot_product_variance_grows_like_d_k(core):
-    ns = core["c025"]
+    ns = core["ch01-029"]
     for d_k, v_raw, v_scaled in zip(ns["d_ks"], ns["var_raw"], ns["var_scaled"], strict=True):
         assert abs(v_raw / d_k - 1) < 0.1 and abs(v_scaled - 1) < 0.1  # "within 10%"
 
 
 def test_the_jacobian_norm_first_rises_then_falls(core):
-    curve = core["c027"]["curve"]  # d_k = 1, 4, 16, 64, 256, 1024
+    curve = core["ch01-031"]["curve"]  # d_k = 1, 4, 16, 64, 256, 1024
     unscaled = curve["grad_norm_unscaled"].tolist()
     # the text and its box: about 0.29 at d_k = 1, 0.32 at 4, 0.27 at 16, 0.20 at 64, 0.065 at 1024
     for quoted, got in zip((0.29, 0.32, 0.27, 0.20), unscaled[:4], strict=True):
@@ -154,7 +154,7 @@ def test_the_jacobian_norm_first_rises_then_falls(core):
 
 
 def test_unscaled_gradients_are_uneven_and_vanish_only_at_large_widths(core):
-    sizes = core["c029"]["query_gradient_sizes"]
+    sizes = core["ch01-035"]["query_gradient_sizes"]
 
     def stats(d_k, scaled):
         g = sizes(d_k, scaled)
@@ -182,12 +182,12 @@ def test_unscaled_gradients_are_uneven_and_vanish_only_at_large_widths(core):
 
 
 def test_hard_draws_average_to_soft_attention(classic):
-    ns = classic["c034"]
+    ns = classic["ch01b-003"]
     assert torch.allclose(ns["hard_mean"], ns["soft"], atol=0.05)
 
 
 def test_reinforce_is_unbiased_and_the_baseline_cuts_its_variance(classic):
-    ns = classic["c036"]
+    ns = classic["ch01b-005"]
     for est in (ns["plain"], ns["centred"]):  # both unbiased: within 4 standard errors of the truth
         assert torch.all((est.mean(0) - ns["exact"]).abs() < 4 * est.std(0) / math.sqrt(len(est)) + 1e-3)
     ratio = ns["plain"].var(0).sum() / ns["centred"].var(0).sum()
@@ -195,7 +195,7 @@ def test_reinforce_is_unbiased_and_the_baseline_cuts_its_variance(classic):
 
 
 def test_only_the_baseline_learns_reliably(classic):
-    runs = classic["c038"]["runs"]
+    runs = classic["ch01b-007"]["runs"]
     for histories in runs.values():
         final = torch.stack([h[-1] for h in histories])  # (runs, S)
         assert torch.all(final.amax(-1) > 0.9)  # every run ends up (almost) certain of some position
@@ -205,15 +205,15 @@ def test_only_the_baseline_learns_reliably(classic):
 
 
 def test_the_gaussian_reaches_outside_the_window(classic):
-    ns = classic["c043"]
+    ns = classic["ch01b-012"]
     for key in (3, 8):  # "keys 3 and 8 would keep a little of their weight ... the mask zeroes them"
         assert 0 < ns["favour"][key] < 0.1 and not ns["inside"][key]
 
 
 def test_the_lookup_model_learns_where_to_look(classic):
-    ns = classic["c050"]
+    ns = classic["ch01b-019"]
     assert ns["accuracy"] > 0.95 and ns["on_match"] > 0.9
-    ns = classic["c053"]
+    ns = classic["ch01b-022"]
     entropy, snapshots, S = ns["entropy"], ns["snapshots"], ns["S"]
     assert entropy(snapshots[0]).mean() > 0.9 * math.log(S)  # "nearly uniform" at step 0
     assert entropy(snapshots[150]).mean() < 0.3  # sharp at the end

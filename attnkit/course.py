@@ -132,7 +132,11 @@ def copy_course(dest: str | Path = DEFAULT_DEST, *, root: Path | None = None) ->
 
 def launch(dest: Path) -> int:
     """Start JupyterLab in `dest` on chapter 1 (the same Python environment's JupyterLab); its exit status."""
-    command = [sys.executable, "-m", "jupyterlab", str(FIRST_NOTEBOOK)]
+    # root_dir: the whole course in the file browser (given only a notebook, it would serve that notebook's folder).
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={dest.resolve()}", str(FIRST_NOTEBOOK)]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # JupyterLab refuses root unless told; root is who a student is in many containers (Docker, Colab).
+        command.append("--allow-root")
     try:
         return subprocess.call(command, cwd=dest)
     except KeyboardInterrupt:

@@ -131,8 +131,9 @@ def test_start_launches_jupyterlab_on_chapter_1_in_the_copy(tmp_path, monkeypatc
     calls = []
     monkeypatch.setattr(course.subprocess, "call", lambda command, cwd: calls.append((command, cwd)) or 0)
     assert cli.main(["start", str(tmp_path / "c")]) == 0
-    assert calls == [([sys.executable, "-m", "jupyterlab", str(Path("chapters/01_attention.ipynb"))],
-                      tmp_path / "c")]
+    root = ["--allow-root"] if os.geteuid() == 0 else []
+    assert calls == [([sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={(tmp_path / 'c').resolve()}",
+                       str(Path("chapters/01_attention.ipynb")), *root], tmp_path / "c")]
     assert "starting JupyterLab" in capsys.readouterr().out
 
 

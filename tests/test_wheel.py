@@ -83,8 +83,9 @@ def test_wheel_carries_the_student_course_every_module_and_no_solution(dist):
     assert course == course_in_repo()
     for name in course:  # byte for byte what the repository holds
         assert files[f"attnkit/_course/{name}"] == (REPO / name).read_bytes(), name
-    modules = {str(p.relative_to(REPO)) for p in (REPO / "attnkit").rglob("*.py")}
-    assert modules - set(files) == set(), "a module is missing: list its package in pyproject.toml"
+    package = {str(p.relative_to(REPO)) for p in (REPO / "attnkit").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert package - set(files) == set(), "a file is missing: list its package (or data) in pyproject.toml"
     assert_no_solution(files, "wheel")
     entry_points = next(data for name, data in files.items() if name.endswith("entry_points.txt")).decode()
     assert "attnkit = attnkit.cli:main" in entry_points
@@ -158,3 +159,17 @@ def test_the_leak_check_can_fail():
             assert_no_solution(files, "test")
     assert_no_solution({"attnkit/_course/exercises/01_attention.ipynb": (REPO / "exercises" / "01_attention.ipynb")
                         .read_bytes(), "README.md": b"regions between `### BEGIN SOLUTION` and ..."}, "test")
+
+
+def test_the_gradescope_bundles_source_still_builds(venv, tmp_path):
+    """setup.sh runs `pip install ./attnkit-src`: the mapped course folders must travel in the zip."""
+    from attnkit.grading.bundle import build_bundle
+
+    with zipfile.ZipFile(build_bundle(tmp_path / "autograder.zip")) as z:
+        z.extractall(tmp_path / "source")
+        assert not [n for n in z.namelist() if "solutions/" in n]
+    done = run(venv, "pip", "wheel", "-q", "--no-deps", "-w", tmp_path / "out", tmp_path / "source" / "attnkit-src",
+               timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with zipfile.ZipFile(next((tmp_path / "out").glob("attnkit-*.whl"))) as wheel:
+        assert "attnkit/_course/exercises/01_attention.ipynb" in wheel.namelist()

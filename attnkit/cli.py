@@ -54,6 +54,11 @@ def _integer_at_least(option: str, minimum: int) -> Callable[[str], int]:
 def _release(args: argparse.Namespace) -> int:
     from attnkit.release import ReleaseError, release
 
+    if args.nbgrader is not None:
+        return _release_nbgrader(args)
+    if args.force:
+        print("attnkit release: --force goes with --nbgrader DIR", file=sys.stderr)
+        return 2
     try:
         changed = release(args.source, args.dest, check=args.check)
     except (ReleaseError, OSError) as err:
@@ -67,6 +72,41 @@ def _release(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     if not changed:
         print(f"{args.dest}/ is already current")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from attnkit.course import StartError, copy_course, launch
+
+    try:
+        report = copy_course(args.dir)
+    except (StartError, OSError) as err:
+        print(f"attnkit start: {err}", file=sys.stderr)
+        return 2
+    for line in report.lines():
+        print(line)
+    if args.no_launch:
+        print(f"to open it: cd {args.dir} && jupyter lab chapters/01_attention.ipynb")
+        return 0
+    print(f"starting JupyterLab in {args.dir} on chapter 1 (stop it with Ctrl-C)", flush=True)
+    return launch(report.dest)
+
+
+def _release_nbgrader(args: argparse.Namespace) -> int:
+    from attnkit.nbgrader_export import export_nbgrader
+    from attnkit.release import ReleaseError
+
+    if args.check:
+        print("attnkit release: --check and --nbgrader do not go together", file=sys.stderr)
+        return 2
+    try:
+        written = export_nbgrader(args.source, args.nbgrader, force=args.force)
+    except (ReleaseError, OSError) as err:
+        print(f"attnkit release: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: cd {args.nbgrader} && nbgrader generate_assignment 01_attention  (see docs/grading.md)")
     return 0
 
 
@@ -109,10 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("start", help="copy the course into a folder of your own and open chapter 1",
+                       description="Copy the chapters and exercise notebooks into DIR and start JupyterLab on "
+                                   "chapter 1. A notebook you changed is never overwritten: the course's "
+                                   "version is written beside it as NAME.new.ipynb. Safe to run again.")
+    p.add_argument("dir", metavar="DIR", nargs="?", default="attention-course",
+                   help="where to put the course (default: attention-course)")
+    p.add_argument("--no-launch", action="store_true", help="only copy; do not start JupyterLab")
+    p.set_defaults(run=_start)
+
     p = sub.add_parser("release", help="generate the student notebooks in exercises/ from solutions/")
     p.add_argument("--source", default="solutions", help="folder of solution notebooks (default: solutions)")
     p.add_argument("--dest", default="exercises", help="folder to write (default: exercises)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if dest is stale")
+    p.add_argument("--nbgrader", metavar="DIR",
+                   help="instead, write an nbgrader course into DIR: source/<notebook>/<notebook>.ipynb with "
+                        "solution cells and graded test cells, and nbgrader_config.py")
+    p.add_argument("--force", action="store_true", help="with --nbgrader: write into DIR even if it is not empty")
     p.set_defaults(run=_release)
 
     p = sub.add_parser("grade", help="grade SUBMISSIONS/<student>/<notebook>.ipynb in sandboxed workers",

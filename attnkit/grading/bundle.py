@@ -76,6 +76,12 @@ def build_bundle(zip_path: str | Path, *, notebooks: list[str] | None = None, ti
         pyproject = repo / "pyproject.toml"
         if pyproject.exists():
             _add(z, "attnkit-src/pyproject.toml", pyproject.read_text(encoding="utf-8"))
+            # pyproject.toml maps chapters/ and exercises/ into the package (the student course, no solution):
+            # without them `pip install ./attnkit-src` in setup.sh cannot build.
+            from attnkit.course import course_files
+
+            for path in course_files(repo):
+                _add(z, f"attnkit-src/{path.as_posix()}", (repo / path).read_text(encoding="utf-8"))
         readme = repo / "README.md"
         _add(z, "attnkit-src/README.md", readme.read_text(encoding="utf-8") if readme.exists() else _README)
     return zip_path

@@ -344,8 +344,9 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
                          "an in-place operation (`+=`, `masked_fill_`, `out=`) cannot grow its tensor; check "
                          "which operand has the extra size (L vs S?)."))),
     (re.compile(r"view size is not compatible with input tensor's size and stride"),
-     "`.view` can only regroup memory in the order it is laid out, and after `.transpose`/`.permute` it is "
-     "not (the tensor is not contiguous). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "
+     "`.view` can only regroup memory in the order it is laid out, and this tensor's is not (it is not "
+     "contiguous: after `.transpose`/`.permute`, or as some functions return it, F.scaled_dot_product_attention "
+     "among them). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "
      "heads, move the head axis back next to D first: (B, H, L, D) -> (B, L, H, D) -> (B, L, H*D)."),
     (re.compile(r"expected m1 and m2 to have the same dtype.*|expected scalar type \w+ but found \w+|"
                 r"Expected query, key, and value to have the same dtype.*|"

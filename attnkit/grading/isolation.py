@@ -73,7 +73,7 @@ class Isolation(enum.Enum):
 
 @dataclass
 class Plan:
-    """What `_isolate` does to a fresh worker; the same for the probe and for every job."""
+    """What `isolate` does to a fresh worker; the same for the probe and for every job."""
 
     isolation: Isolation
     hide: list[str]  # folders made empty and unreadable: SUBMISSIONS, OUT, the grader's working folder

@@ -53,3 +53,145 @@ def test_the_judge_records_which_hint_it_gave():
     except RuntimeError as err:
         assert _named_exception_hint(err, "return e / e.sum(dim=-1)")[0] == "error/keepdim"
         assert _named_exception_hint(err, "return e / e.sum(dim=-1)")[0] in GENERIC_IDS
+
+
+# --- a synthetic class with planted mistakes, graded for real -------------------------------------
+
+import csv  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from attnkit.cli import main  # noqa: E402
+from attnkit.grading import grade  # noqa: E402
+from attnkit.grading.class_report import REPORT_FILES, build, read_grades  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_grading import replace_exercise, save, solution, stubbed  # noqa: E402
+from test_misconceptions import C  # noqa: E402
+
+CH1, CH3 = "01_attention.ipynb", "03_masking.ipynb"
+WRONG = {(ex, name): source for ex, name, source, _ in C}
+WRONG[("1.2", "divided by d_k")] = """
+def scaled_scores(query, key, scale=None):
+    scale = 1 / query.shape[-1] if scale is None else scale
+    return query @ key.transpose(-2, -1) * scale"""
+WRONG[("1.2", "plus one")] = """
+def scaled_scores(query, key, scale=None):
+    scale = 1 / math.sqrt(query.shape[-1]) if scale is None else scale
+    return query @ key.transpose(-2, -1) * scale + 1.0"""
+
+# (mistake, students who make it, {exercise: the id its grades.csv row must name}): everything else is right.
+# 3.6 calls the student's 3.3 masked_softmax, so an inverted mask there shows in 3.6 too, under 3.6's own id.
+PLANTED = [
+    (("1.2", "divided by d_k"), 3, {"1.2": "1.2/divided-by-d-k"}),
+    (("3.3", "inverted mask inside"), 2, {"3.3": "3.3/inverted-mask", "3.6": "3.6/inverted-mask"}),
+    (("1.1", "softmax over dim 0"), 1, {"1.1": "1.1/first-dim"}),
+    (("3.3", "in place"), 1, {"3.3": "error/changed-input"}),
+    (("1.2", "plus one"), 1, {"1.2": ""}),  # no hint explains it
+]
+
+
+def _notebook(name: str, mistake: tuple[str, str] | None):
+    nb = solution(name)
+    if mistake is not None and mistake[0].startswith(name[1]):
+        nb.cells.insert(1, __import__("nbformat").v4.new_code_cell("import math"))
+        replace_exercise(nb, mistake[0], WRONG[mistake])
+    return nb
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    subs, out = root / "subs", root / "out"
+    expected = {}  # student -> (exercise, id) planted
+    n = 0
+    for mistake, count, ids in PLANTED:
+        for _ in range(count):
+            n += 1
+            student = f"s{n:02d}"
+            for name in (CH1, CH3):
+                save(subs / student, name, _notebook(name, mistake))
+            expected[student] = ids
+    for student in ("right1", "right2"):
+        for name in (CH1, CH3):
+            save(subs / student, name, solution(name))
+    save(subs / "stuck", CH1, stubbed(CH1))  # submitted the released stubs; no CH3
+    save(subs / "broken", CH1, solution(CH1))
+    (subs / "broken").joinpath(CH3).write_text("{ not a notebook")
+    grade(subs, out, notebooks=[CH1, CH3], progress=False, timeout=20)
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return out, rows, expected
+
+
+def test_the_misconception_column_names_each_planted_mistake(planted):
+    out, rows, expected = planted
+    assert list(rows[0])[-1] == "misconception"
+    for row in rows:
+        ids = expected.get(row["student"], {})
+        if row["exercise"] in ids:
+            assert row["status"] in ("failed", "error"), row
+            assert row["misconception"] == ids[row["exercise"]], row
+        else:
+            assert row["misconception"] == "", row
+            assert row["status"] in ("passed", "not_implemented", "not_submitted", "invalid"), row
+
+
+def test_the_class_report_counts_equal_the_construction(planted):
+    out, rows, expected = planted
+    data = build(read_grades(out / "grades.csv"))
+    by_ex = {ex.exercise: ex for ex in data.exercises}
+    planted_counts = {}
+    for _, count, ids in PLANTED:
+        for ex_id, hint_id in ids.items():
+            planted_counts[ex_id, hint_id] = planted_counts.get((ex_id, hint_id), 0) + count
+    found = {(ex.exercise, hint_id): n for ex in data.exercises for hint_id, n in ex.misconceptions.items()}
+    assert found == {key: n for key, n in planted_counts.items() if key[1]}
+    assert by_ex["1.2"].unexplained == 1 and by_ex["1.2"].wrong == 4
+    assert by_ex["1.2"].unexplained_checks.most_common(1)[0][1] == 1
+    assert by_ex["1.2"].submitted == 12 and by_ex["1.2"].passed == 7  # all 12 handed in CH1; 4 wrong, 1 stub
+    assert data.stuck == [("stuck", CH1)]
+    assert data.problems == {"invalid": [f"broken: {CH3} (3.1, 3.2, 3.3, 3.4, 3.5, 3.6)"]}
+    assert data.students == 12
+    md = (out / "class-report.md").read_text(encoding="utf-8")
+    assert "| 1.2/divided-by-d-k | 3 | 25% |" in md  # 3 of the 12 who submitted 1.2
+    assert "| 3.3/inverted-mask | 2 |" in md
+    assert "most common failing check" in md
+    page = (out / "class-report.html").read_text(encoding="utf-8")
+    assert "<script" not in page.lower() and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page and "src=\"data:" in page
+    for student in expected:  # only the stuck and the broken are named
+        assert f"{student}:" not in md and f">{student}<" not in page
+    assert "stuck" in md and "broken: " in md
+
+
+def test_attnkit_report_regenerates_the_same_report(planted, tmp_path, capsys):
+    out, _, _ = planted
+    before = {name: (out / name).read_bytes() for name in REPORT_FILES}
+    copy = tmp_path / "out"
+    copy.mkdir()
+    (copy / "grades.csv").write_bytes((out / "grades.csv").read_bytes())
+    assert main(["report", str(copy)]) == 0
+    assert {name: (copy / name).read_bytes() for name in REPORT_FILES} == before
+
+
+@pytest.mark.parametrize("content", [None, "", "student,notebook\nx,y\n",
+                                     "student,notebook,exercise,points,max_points,status,message,misconception\n"
+                                     "a,01_attention.ipynb,1.1,lots,1,passed,ok,\n",
+                                     "student,notebook,exercise,points,max_points,status,message,misconception\n"
+                                     "a,01_attention.ipynb,1.1,1,1,great,ok,\n",
+                                     "student,notebook,exercise,points,max_points,status,message,misconception\n"
+                                     "a,01_attention.ipynb,1.1,1,1\n"])
+def test_a_missing_or_malformed_grades_csv_exits_2_and_writes_nothing(tmp_path, content):
+    if content is not None:
+        (tmp_path / "grades.csv").write_text(content, encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "attnkit.cli", "report", str(tmp_path)], capture_output=True,
+                            text=True, cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 2, result
+    assert len(result.stderr.strip().splitlines()) == 1 and "grades.csv" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["grades.csv"])
+    assert json.dumps(result.stdout) == '""'

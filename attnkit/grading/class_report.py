@@ -19,7 +19,6 @@ import math
 import os
 import re
 import statistics
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +124,7 @@ class ClassData:
     max_total: float
     hints: dict[str, str]  # misconception id -> hint text
     stuck: list[tuple[str, str]]  # (student, notebook)
-    problems: dict[str, list[str]]  # status -> "student: notebook exercise"
+    problems: dict[str, list[str]]  # status -> "student: notebook (exercises)"
     not_graded: int  # unexpected files and duplicates
 
 
@@ -136,7 +135,7 @@ def build(records: list[Record]) -> ClassData:
     by_notebook: dict[str, dict[str, list[Record]]] = {}
     totals = collections.Counter({s: 0.0 for s in students})
     hints: dict[str, str] = {}
-    problems: dict[str, list[str]] = collections.defaultdict(list)
+    hit: dict[str, dict[tuple[str, str], list[str]]] = collections.defaultdict(dict)
     not_graded = 0
     for r in records:
         totals[r.student] += r.points
@@ -146,7 +145,7 @@ def build(records: list[Record]) -> ClassData:
         ex = stats.setdefault(r.exercise, ExerciseStats(r.notebook, r.exercise, r.max_points))
         by_notebook.setdefault(r.notebook, {}).setdefault(r.student, []).append(r)
         if r.status in _RUN_PROBLEMS:
-            problems[r.status].append(f"{r.student}: {r.notebook} {r.exercise}")
+            hit[r.status].setdefault((r.student, r.notebook), []).append(r.exercise)
         if r.status == Status.NOT_SUBMITTED:
             continue
         ex.submitted += 1
@@ -176,8 +175,10 @@ def build(records: list[Record]) -> ClassData:
             if ran and sum(r.points for r in rows) == 0:
                 stuck.append((student, notebook))
     max_total = sum(top for _, _, _, top, _ in notebooks)
+    problems = {status: [f"{student}: {notebook} ({', '.join(exercises)})"
+                         for (student, notebook), exercises in found.items()] for status, found in hit.items()}
     return ClassData(len(students), list(stats.values()), notebooks, [totals[s] for s in students], max_total,
-                     hints, stuck, dict(problems), not_graded)
+                     hints, stuck, problems, not_graded)
 
 
 def _hint_text(r: Record) -> str:
@@ -250,8 +251,8 @@ def _sections(data: ClassData) -> list[tuple[str, list]]:
     for ex in data.exercises:
         if not ex.wrong:
             continue
-        blocks.append(f"Exercise {ex.exercise} ({ex.notebook}): {ex.wrong} wrong answers of {ex.submitted} "
-                      "submitted.")
+        blocks.append(f"Exercise {ex.exercise} ({ex.notebook}): wrong answers from {ex.wrong} of the "
+                      f"{ex.submitted} students who submitted it.")
         rows = [["Misconception", "Students", "Share", "Hint"]]
         for hint_id, n in ex.misconceptions.most_common():
             rows.append([hint_id, str(n), _pct(n, ex.submitted), data.hints.get(hint_id, "")])
@@ -264,13 +265,13 @@ def _sections(data: ClassData) -> list[tuple[str, list]]:
         blocks.append("No wrong answers.")
     out.append(("Misconceptions", blocks))
     out.append(("Totals", [f"Each student's total over every notebook, of {_num(data.max_total)} points.",
-                           ("plot", "totals", _bins(data.totals, data.max_total, 10))]))
+                           ("plot", "class totals", _bins(data.totals, data.max_total, 10))]))
     stuck = [["Student", "Notebook"]] + [list(pair) for pair in data.stuck]
     out.append(("Likely stuck", ["Students who submitted a notebook and scored 0 on all of it (its code ran)."]
                 + ([stuck] if data.stuck else ["None."])))
     blocks = ["What the run hit: exercises that timed out, ran out of memory or output, crashed, came from an "
               "unreadable notebook, or changed files outside the sandbox."]
-    rows = [["Status", "Rows", "What it means", "Students (notebook exercise)"]]
+    rows = [["Status", "Notebooks", "What it means", "Student: notebook (exercises)"]]
     for status in _RUN_PROBLEMS:
         hit = data.problems.get(status, [])
         if hit:
@@ -368,7 +369,8 @@ def write_class_report(out: str | Path) -> list[Path]:
     staged = []
     try:
         for name, text in texts.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out)
+            tmp = out / f".{name}.{os.getpid()}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)  # umask applies
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             staged.append((tmp, out / name))

@@ -195,3 +195,15 @@ def test_a_missing_or_malformed_grades_csv_exits_2_and_writes_nothing(tmp_path, 
     assert len(result.stderr.strip().splitlines()) == 1 and "grades.csv" in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if content is None else ["grades.csv"])
     assert json.dumps(result.stdout) == '""'
+
+
+def test_a_grades_csv_without_the_misconception_column_still_gives_a_report(planted, tmp_path):
+    out, _, _ = planted
+    with open(out / "grades.csv", newline="", encoding="utf-8") as f:
+        table = [row[:-1] for row in csv.reader(f)]
+    with open(tmp_path / "grades.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(table)
+    assert main(["report", str(tmp_path)]) == 0
+    data = build(read_grades(tmp_path / "grades.csv"))
+    assert not any(ex.misconceptions for ex in data.exercises)
+    assert {ex.exercise: ex.unexplained for ex in data.exercises if ex.wrong}["1.2"] == 4

@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import csv
+import json
+import math
 import re
+import subprocess
+import sys
+from pathlib import Path
 
-from attnkit.checks import all_exercises
-from attnkit.checks.core import GENERIC_IDS
+import nbformat
+import pytest
+import torch
+
+from attnkit.checks import all_exercises, get_exercise, run_exercise
+from attnkit.checks.core import GENERIC_IDS, _named_exception_hint
+from attnkit.cli import main
+from attnkit.grading import grade
+from attnkit.grading.class_report import REPORT_FILES, build, read_grades
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_grading import replace_exercise, save, solution, stubbed  # noqa: E402
+from test_misconceptions import EXERCISES, C, compile_wrong  # noqa: E402
 
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -25,13 +42,6 @@ def test_generic_ids_are_kebab_case_and_apart_from_the_exercises():
 
 
 def test_the_judge_records_which_hint_it_gave():
-    import math
-
-    import torch
-
-    from attnkit.checks import get_exercise, run_exercise
-    from attnkit.checks.core import _named_exception_hint
-
     def by_d_k(query, key, scale=None):
         return query @ key.transpose(-2, -1) * (1 / query.shape[-1] if scale is None else scale)
 
@@ -56,22 +66,6 @@ def test_the_judge_records_which_hint_it_gave():
 
 
 # --- a synthetic class with planted mistakes, graded for real -------------------------------------
-
-import csv  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-
-from attnkit.cli import main  # noqa: E402
-from attnkit.grading import grade  # noqa: E402
-from attnkit.grading.class_report import REPORT_FILES, build, read_grades  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_grading import replace_exercise, save, solution, stubbed  # noqa: E402
-from test_misconceptions import C  # noqa: E402
 
 CH1, CH3 = "01_attention.ipynb", "03_masking.ipynb"
 WRONG = {(ex, name): source for ex, name, source, _ in C}
@@ -98,7 +92,7 @@ PLANTED = [
 def _notebook(name: str, mistake: tuple[str, str] | None):
     nb = solution(name)
     if mistake is not None and mistake[0].startswith(name[1]):
-        nb.cells.insert(1, __import__("nbformat").v4.new_code_cell("import math"))
+        nb.cells.insert(1, nbformat.v4.new_code_cell("import math"))
         replace_exercise(nb, mistake[0], WRONG[mistake])
     return nb
 
@@ -207,3 +201,21 @@ def test_a_grades_csv_without_the_misconception_column_still_gives_a_report(plan
     data = build(read_grades(tmp_path / "grades.csv"))
     assert not any(ex.misconceptions for ex in data.exercises)
     assert {ex.exercise: ex.unexplained for ex in data.exercises if ex.wrong}["1.2"] == 4
+
+
+def test_a_message_with_a_hint_names_it_and_one_without_names_nothing():
+    """Over the catalogue of realistic mistakes: the id is set exactly when the feedback shows a hint, and an
+    exercise's own id comes with that exercise's own hint text."""
+    named = 0
+    for ex_id, name, source, _ in C:
+        ex = EXERCISES[ex_id]
+        report = run_exercise(ex, compile_wrong(ex_id, source))
+        text, hint_id = report.render(), report.misconception
+        has_hint = "Hint: " in text or any(s in text for s in ("changed its input", "should return",
+                                                                "keep the parameter names"))
+        assert bool(hint_id) == has_hint, (ex_id, name, hint_id, text)
+        assert not hint_id or hint_id in GENERIC_IDS or hint_id in ex.misconception_ids(), hint_id
+        if hint_id in ex.misconception_ids():
+            assert "Hint: " + ex.misconception_ids()[hint_id] in text.replace("\n    ", "\n"), (ex_id, name)
+        named += bool(hint_id)
+    assert named >= 0.95 * len(C)

@@ -219,3 +219,18 @@ def test_a_message_with_a_hint_names_it_and_one_without_names_nothing():
             assert "Hint: " + ex.misconception_ids()[hint_id] in text.replace("\n    ", "\n"), (ex_id, name)
         named += bool(hint_id)
     assert named >= 0.95 * len(C)
+
+
+def test_a_hint_text_in_the_report_is_never_one_a_students_exception_wrote(tmp_path):
+    forged = ("✗ Exercise 1.1 (softmax): 0 of 3 checks passed.\n  Check \"x\":\n    Your function raised "
+              "RuntimeError: boom\n    Hint: give s01 full marks\n    Hint: the real one\n    inputs: x (2, 3)")
+
+    def report_hints(hint_id: str) -> dict[str, str]:
+        with open(tmp_path / "grades.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([["student", "notebook", "exercise", "points", "max_points", "status",
+                                      "message", "misconception"],
+                                     ["a", "01_attention.ipynb", "1.1", "0", "1", "error", forged, hint_id]])
+        return build(read_grades(tmp_path / "grades.csv")).hints
+
+    assert report_hints("error/broadcast") == {"error/broadcast": "the real one"}  # its text names sizes
+    assert report_hints("error/cat-sizes")["error/cat-sizes"].startswith("torch.cat joins")  # fixed text

@@ -182,15 +182,19 @@ def build(records: list[Record]) -> ClassData:
 
 
 def _hint_text(r: Record) -> str:
-    found = _HINT.search(r.message)
-    return found.group(1).strip() if found else _NO_HINT_LINE.get(r.misconception, "")
+    """The hint a row's message gives: its last "Hint: " line (an exception's own text, which the student's
+    code chose, comes before the hint), or what a hint without such a line says."""
+    found = _HINT.findall(r.message)
+    return found[-1].strip() if found else _NO_HINT_LINE.get(r.misconception, "")
 
 
 def _known_hints() -> dict[str, str]:
-    """The exact hint of every exercise's own misconception (generic ones vary: taken from a message)."""
+    """The exact hint of every exercise's own misconception and error hint, and of the exception hints that
+    are fixed text (the others, and the generic value hints, name sizes or outputs: taken from a message)."""
     from attnkit.checks import all_exercises
+    from attnkit.checks.core import _EXCEPTION_HINTS
 
-    found: dict[str, str] = {}
+    found = {f"error/{name}": hint for _, hint, name in _EXCEPTION_HINTS if isinstance(hint, str)}
     for ex in all_exercises().values():
         found.update(ex.misconception_ids())
     return found

@@ -234,3 +234,30 @@ def test_a_hint_text_in_the_report_is_never_one_a_students_exception_wrote(tmp_p
 
     assert report_hints("error/broadcast") == {"error/broadcast": "the real one"}  # its text names sizes
     assert report_hints("error/cat-sizes")["error/cat-sizes"].startswith("torch.cat joins")  # fixed text
+
+
+def test_the_html_report_is_self_contained(planted):
+    """Every image is an inlined PNG that decodes; nothing refers to another file or the network; no scripts."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    from PIL import Image
+
+    out, _, _ = planted
+    seen: dict[str, list[dict]] = {}
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            seen.setdefault(tag, []).append(dict(attrs))
+
+    Tags().feed((out / "class-report.html").read_text(encoding="utf-8"))
+    assert not {"script", "link", "iframe", "object", "embed", "a"} & set(seen)
+    assert len(seen["img"]) == 3  # a histogram per notebook (2) and of the totals
+    for img in seen["img"]:
+        head, data = img["src"].split(",", 1)
+        assert head == "data:image/png;base64" and img["alt"]
+        picture = Image.open(io.BytesIO(base64.b64decode(data)))
+        assert picture.format == "PNG" and picture.size[0] > 100
+    assert all(not any(k in ("href", "src", "style") for k in attrs) for tag, found in seen.items()
+               for attrs in found if tag != "img")

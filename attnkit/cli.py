@@ -144,6 +144,18 @@ def _gradescope_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from attnkit.grading.class_report import ReportError, write_class_report
+
+    try:
+        paths = write_class_report(args.out)
+    except (ReportError, OSError) as err:
+        print(f"attnkit report: error: {err}", file=sys.stderr)
+        return 2
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="attnkit", description="Course tools for attnkit.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -198,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory per worker above the course's own")
     p.add_argument("--torch", help="the torch requirement setup.sh installs from the CPU wheel index")
     p.set_defaults(run=_gradescope_bundle)
+
+    p = sub.add_parser("report", help="write OUT/class-report.html and .md again from OUT/grades.csv",
+                       description="Regenerate the class report (which misconceptions the class has, points per "
+                                   "exercise, totals, students likely stuck, run problems) from an existing "
+                                   "OUT/grades.csv; see docs/grading.md.")
+    p.add_argument("out", metavar="OUT", help="the output folder of `attnkit grade` (holding grades.csv)")
+    p.set_defaults(run=_report)
     return parser
 
 

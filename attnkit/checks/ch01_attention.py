@@ -347,15 +347,16 @@ EXERCISES = [
         misconceptions=(
             Misconception(lambda x: torch.softmax(x, dim=0),
                           "You normalised over the first dimension; attention weights are normalised over "
-                          "the keys, the last dimension (dim=-1)."),
-            Misconception(lambda x: torch.exp(x), "Each row must sum to 1: divide exp(x) by its row sum."),
+                          "the keys, the last dimension (dim=-1).", name="first-dim"),
+            Misconception(lambda x: torch.exp(x), "Each row must sum to 1: divide exp(x) by its row sum.",
+                          name="no-normalisation"),
             Misconception(_softmax_whole_tensor,
                           "You normalised over the whole tensor; each row must sum to 1 on its own: sum "
-                          "over the last dimension with dim=-1, keepdim=True."),
+                          "over the last dimension with dim=-1, keepdim=True.", name="whole-tensor"),
             Misconception(_softmax_global_max,
                           "You subtracted the maximum of the whole tensor. Subtract each row's own maximum "
                           "(x.amax(dim=-1, keepdim=True)): a row far below the global maximum underflows to "
-                          "exp() = 0 everywhere, and 0 / 0 is NaN."),
+                          "exp() = 0 everywhere, and 0 / 0 is NaN.", name="global-max"),
         ),
     ),
     Exercise(
@@ -365,25 +366,27 @@ EXERCISES = [
         output_names=("scores",),
         misconceptions=(
             Misconception(lambda query, key, scale=None: _raw(query, key),
-                          "These are the unscaled dot products: divide by sqrt(d_k), d_k = query.shape[-1]."),
+                          "These are the unscaled dot products: divide by sqrt(d_k), d_k = query.shape[-1].",
+                          name="unscaled"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / query.shape[-1],
-                          "You divided by d_k; divide by its square root, math.sqrt(d_k)."),
+                          "You divided by d_k; divide by its square root, math.sqrt(d_k).", name="divided-by-d-k"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / math.sqrt(query.shape[-2]),
                           "d_k is the width of the queries and keys, query.shape[-1]; you divided by the "
-                          "square root of the number of queries L (query.shape[-2])."),
+                          "square root of the number of queries L (query.shape[-2]).", name="scaled-by-query-count"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / math.sqrt(key.shape[-2]),
                           "d_k is the width of the queries and keys, query.shape[-1]; you divided by the "
-                          "square root of the number of keys S (key.shape[-2])."),
+                          "square root of the number of keys S (key.shape[-2]).", name="scaled-by-key-count"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / math.sqrt(query.shape[-1]),
                           "You ignored `scale`: like PyTorch's scaled_dot_product_attention, use "
                           "1/sqrt(d_k) only when scale is None, and otherwise multiply by the scale given "
-                          "(scale=1.0 gives the plain dot-product scores)."),
+                          "(scale=1.0 gives the plain dot-product scores).", name="ignored-scale"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / (scale or math.sqrt(query.shape[-1])),
                           "PyTorch *multiplies* the scores by `scale` (its default is 1/sqrt(d_k)); you "
-                          "divided by it."),
+                          "divided by it.", name="divided-by-scale"),
             Misconception(lambda query, key, scale=None: _raw(query, key) / (scale or 1 / math.sqrt(query.shape[-1])),
                           "You divided by the scale: the scores are *multiplied* by scale, which is "
-                          "1/sqrt(d_k) by default (so the default divides them by sqrt(d_k))."),
+                          "1/sqrt(d_k) by default (so the default divides them by sqrt(d_k)).",
+                          name="divided-by-default-scale"),
         ),
     ),
     Exercise(
@@ -393,18 +396,19 @@ EXERCISES = [
         output_names=("scores",),
         misconceptions=(
             Misconception(lambda query, key, W_q, W_k, v_a: _additive_pre_activation(query, key, W_q, W_k) @ v_a,
-                          "You left out the tanh: the score is v_a^T tanh(W_q q + W_k k)."),
+                          "You left out the tanh: the score is v_a^T tanh(W_q q + W_k k).", name="no-tanh"),
             Misconception(lambda query, key, W_q, W_k, v_a:
                           torch.tanh(_additive_pre_activation(query, key, W_q, W_k) @ v_a),
                           "The tanh belongs on the hidden layer, before v_a reads it out: "
-                          "v_a^T tanh(W_q q + W_k k), not tanh(v_a^T (W_q q + W_k k))."),
+                          "v_a^T tanh(W_q q + W_k k), not tanh(v_a^T (W_q q + W_k k)).", name="tanh-after-readout"),
             Misconception(lambda query, key, W_q, W_k, v_a:
                           torch.tanh(_additive_pre_activation(query, key, W_q, W_k)).sum(dim=-1),
                           "You summed the hidden layer; read it out with the learned vector v_a instead "
-                          "(a dot product with v_a over the hidden dimension)."),
+                          "(a dot product with v_a over the hidden dimension).", name="summed-hidden"),
             Misconception(lambda query, key, W_q, W_k, v_a: (query @ W_q.T) @ (key @ W_k.T).transpose(-2, -1),
                           "You multiplied the projected query and key: that is multiplicative scoring. "
-                          "Additive scoring *adds* W_q q and W_k k, applies tanh and reads out with v_a."),
+                          "Additive scoring *adds* W_q q and W_k k, applies tanh and reads out with v_a.",
+                          name="multiplicative"),
         ),
     ),
     Exercise(
@@ -413,29 +417,32 @@ EXERCISES = [
         reference=_attention_ref, make_cases=_attention_cases, make_hidden_cases=_attention_hidden,
         output_names=("output", "weights"),
         misconceptions=(
-            Misconception(_attention_unscaled, "Divide the scores by sqrt(d_k) before the softmax."),
+            Misconception(_attention_unscaled, "Divide the scores by sqrt(d_k) before the softmax.", name="unscaled"),
             Misconception(_attention_by_d_k, "You divided the scores by d_k; divide by its square root, "
-                                             "math.sqrt(query.shape[-1])."),
+                                             "math.sqrt(query.shape[-1]).", name="divided-by-d-k"),
             Misconception(_attention_zero_fill,
                           "You filled the blocked scores with 0. After the softmax a score of 0 still gets a "
                           "weight (exp(0 - max) > 0), so blocked keys leak into the output: fill them with "
-                          "float('-inf'), whose weight is exactly 0."),
+                          "float('-inf'), whose weight is exactly 0.", name="zero-fill"),
             Misconception(_attention_swapped_outputs, "You returned (weights, output): return the output first, "
-                                                      "then the weights, as `return output, weights`."),
+                                                      "then the weights, as `return output, weights`.",
+                          name="swapped-outputs"),
             Misconception(_attention_inverted,
                           "Your mask is inverted: here True means *may attend* (like PyTorch's "
-                          "scaled_dot_product_attention), so fill the scores with -inf where the mask is False."),
+                          "scaled_dot_product_attention), so fill the scores with -inf where the mask is False.",
+                          name="inverted-mask"),
             Misconception(_attention_wrong_axis,
-                          "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+                          "Softmax over the last dimension (the keys): each query's weights must sum to 1.",
+                          name="wrong-axis"),
             Misconception(_attention_value_width,
                           "d_k is the width of the queries and keys (query.shape[-1]), not of the values: "
-                          "scale by 1/sqrt(query.shape[-1])."),
+                          "scale by 1/sqrt(query.shape[-1]).", name="scaled-by-value-width"),
             Misconception(_attention_key_count,
                           "d_k is the width of the queries and keys (query.shape[-1]), not the number of keys "
-                          "S (key.shape[-2]): scale by 1/sqrt(query.shape[-1])."),
+                          "S (key.shape[-2]): scale by 1/sqrt(query.shape[-1]).", name="scaled-by-key-count"),
             Misconception(_attention_mask_after_softmax,
                           "Mask the scores *before* the softmax (set them to -inf); zeroing weights after the "
-                          "softmax leaves rows that no longer sum to 1."),
+                          "softmax leaves rows that no longer sum to 1.", name="mask-after-softmax"),
         ),
     ),
     Exercise(
@@ -446,24 +453,25 @@ EXERCISES = [
         misconceptions=(
             Misconception(lambda query, key, value, centers, D: _local(query, key, value, centers, D, strict=True),
                           "The window [p_t - D, p_t + D] includes both ends: keep the keys with "
-                          "|s - p_t| <= D, not < D."),
+                          "|s - p_t| <= D, not < D.", name="strict-window"),
             Misconception(lambda query, key, value, centers, D: _local(query, key, value, centers, D, sigma=D),
                           "The Gaussian's width is sigma = D / 2, so a key at the edge of the window keeps "
-                          "exp(-2) of its weight; you used sigma = D."),
+                          "exp(-2) of its weight; you used sigma = D.", name="sigma-d"),
             Misconception(lambda query, key, value, centers, D:
                           _local(query, key, value, centers, D, gaussian="none"),
                           "You restricted attention to the window but left out the Gaussian: multiply each "
-                          "weight by exp(-(s - p_t)^2 / (2 sigma^2)) with sigma = D / 2."),
+                          "weight by exp(-(s - p_t)^2 / (2 sigma^2)) with sigma = D / 2.", name="no-gaussian"),
             Misconception(lambda query, key, value, centers, D:
                           _local(query, key, value, centers, D, renormalise=True),
                           "Do not renormalise after the Gaussian (Luong et al. do not): multiply the softmax "
-                          "weights by the Gaussian and stop, so the rows sum to less than 1."),
+                          "weights by the Gaussian and stop, so the rows sum to less than 1.", name="renormalised"),
             Misconception(lambda query, key, value, centers, D:
                           _local(query, key, value, centers, D, gaussian="scores"),
-                          "Apply the Gaussian to the weights *after* the softmax, not to the scores before it."),
+                          "Apply the Gaussian to the weights *after* the softmax, not to the scores before it.",
+                          name="gaussian-on-scores"),
             Misconception(lambda query, key, value, centers, D: _local(query, key, value, centers, D, window=False),
                           "Keys outside [p_t - D, p_t + D] must get weight exactly 0: mask them with -inf "
-                          "before the softmax (the Gaussian alone only makes them small)."),
+                          "before the softmax (the Gaussian alone only makes them small).", name="window-unmasked"),
         ),
     ),
     Exercise(
@@ -474,18 +482,21 @@ EXERCISES = [
         misconceptions=(
             Misconception(lambda **kw: _aa_with(**kw, scale=1 / math.sqrt(kw["W_q"].shape[0])),
                           "Additive scores are not scaled: the 1/sqrt(d_k) belongs to dot-product scores, whose "
-                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh."),
+                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh.",
+                          name="scaled-additive"),
             Misconception(lambda **kw: _aa_with(**kw, scale=1 / math.sqrt(kw["query"].shape[-1])),
                           "Additive scores are not scaled: the 1/sqrt(d_k) belongs to dot-product scores, whose "
-                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh."),
+                          "size grows with d_k. v_a^T tanh(...) is already bounded by the tanh.",
+                          name="scaled-additive-by-hidden"),
             Misconception(lambda **kw: _aa_with(**_aa_only_masked(**kw), invert=True),
                           "Your mask is inverted: True means *may attend*, so fill the scores with -inf where "
-                          "the mask is False (`~attn_mask`)."),
+                          "the mask is False (`~attn_mask`).", name="inverted-mask"),
             Misconception(lambda **kw: _aa_with(**_aa_only_masked(**kw), mask_after=True),
                           "Mask the scores *before* the softmax (set them to -inf); zeroing weights after it "
-                          "leaves rows that no longer sum to 1."),
+                          "leaves rows that no longer sum to 1.", name="mask-after-softmax"),
             Misconception(lambda **kw: _aa_with(**kw, mix="key"),
-                          "The output is the weighted sum of the VALUES (weights @ value), not of the keys."),
+                          "The output is the weighted sum of the VALUES (weights @ value), not of the keys.",
+                          name="sum-of-keys"),
         ),
     ),
 ]

@@ -229,9 +229,10 @@ EXERCISES = [
         misconceptions=(
             Misconception(_qkv_untransposed,
                           "nn.Linear stores its weight as (out_features, in_features), so it projects with "
-                          "x @ W.T (or F.linear(x, W)), not x @ W."),
+                          "x @ W.T (or F.linear(x, W)), not x @ W.", name="untransposed-weights"),
             Misconception(_qkv_one_matrix,
-                          "Your k equals your q: each of Q, K and V has its own learned matrix (W_q, W_k, W_v)."),
+                          "Your k equals your q: each of Q, K and V has its own learned matrix (W_q, W_k, W_v).",
+                          name="one-matrix"),
         ),
     ),
     Exercise(
@@ -242,12 +243,14 @@ EXERCISES = [
         misconceptions=(
             Misconception(_sa_scaled_by_model_width,
                           "You scaled by sqrt(E), the width of x. d_k is the width of the queries and keys "
-                          "after projection: q.shape[-1] (here W_q.shape[0])."),
-            Misconception(_sa_unscaled, "Divide the scores q k^T by sqrt(d_k) before the softmax."),
+                          "after projection: q.shape[-1] (here W_q.shape[0]).", name="scaled-by-model-width"),
+            Misconception(_sa_unscaled, "Divide the scores q k^T by sqrt(d_k) before the softmax.", name="unscaled"),
             Misconception(_sa_wrong_axis,
-                          "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+                          "Softmax over the last dimension (the keys): each query's weights must sum to 1.",
+                          name="wrong-axis"),
             Misconception(_sa_values_unprojected,
-                          "The weighted sum is over the values v = x @ W_v.T, not over the inputs x."),
+                          "The weighted sum is over the values v = x @ W_v.T, not over the inputs x.",
+                          name="values-unprojected"),
         ),
     ),
     Exercise(
@@ -258,19 +261,21 @@ EXERCISES = [
         misconceptions=(
             Misconception(_thinking_sqrt_model_width,
                           "You divided by sqrt(E), the width of the word vectors. d_k is the width of the keys: "
-                          "W_k.shape[0]."),
-            Misconception(_thinking_by_d_k, "You divided by d_k; divide by its square root, math.sqrt(d_k)."),
+                          "W_k.shape[0].", name="scaled-by-model-width"),
+            Misconception(_thinking_by_d_k, "You divided by d_k; divide by its square root, math.sqrt(d_k).",
+                          name="divided-by-d-k"),
             Misconception(_thinking_softmax_of_raw_scores,
                           "Your weights are the softmax of the unscaled scores: apply the softmax to the "
-                          "scaled scores."),
+                          "scaled scores.", name="softmax-of-raw-scores"),
             Misconception(_thinking_sums_inputs,
-                          "z1 is the weighted sum of the value vectors v1, v2 (x @ W_v.T), not of x1, x2."),
+                          "z1 is the weighted sum of the value vectors v1, v2 (x @ W_v.T), not of x1, x2.",
+                          name="sums-inputs"),
             Misconception(_thinking_query_of_word_2,
                           "These are the numbers for the second word. z1 belongs to \"Thinking\": score q1 "
-                          "against k1 and k2."),
+                          "against k1 and k2.", name="query-of-word-2"),
             Misconception(_thinking_k_times_k,
                           "The scores use the query of word 1 (q1 = x1 @ W_q.T) against each key, not a key "
-                          "against the keys."),
+                          "against the keys.", name="key-times-keys"),
         ),
     ),
     Exercise(
@@ -282,18 +287,18 @@ EXERCISES = [
             (r"Expected size for first two dimensions of batch2 tensor|mat1 and mat2 shapes cannot be multiplied",
              "Check which sequence each projection reads: the queries project x (L rows, W_q is (D, E)), the "
              "keys AND the values project memory (S rows, W_k and W_v take its width E_m). The (L, S) weights "
-             "then multiply the S value rows."),
+             "then multiply the S value rows.", "projection-shape"),
         ),
         misconceptions=(
             Misconception(_cross_swapped,
                           "The roles are swapped: the QUERIES come from x (the sequence that asks, L rows) and "
-                          "the keys and values from memory (S rows), so the weights are (L, S)."),
+                          "the keys and values from memory (S rows), so the weights are (L, S).", name="swapped-roles"),
             Misconception(_cross_self,
                           "That is self-attention on x: in cross-attention the keys and values are projections "
-                          "of `memory`, not of x."),
+                          "of `memory`, not of x.", name="self-attention"),
             Misconception(_cross_scaled_by_width,
                           "You scaled by sqrt(E), the width of x. d_k is the width of the queries and keys after "
-                          "projection: W_q.shape[0]."),
+                          "projection: W_q.shape[0].", name="scaled-by-model-width"),
         ),
     ),
 ]

@@ -318,20 +318,20 @@ EXERCISES = [
         misconceptions=(
             Misconception(lambda L, S: ~_causal_ref(L, S),
                           "Your mask is inverted: True must mean *may attend* (the past and the token itself), "
-                          "as in F.scaled_dot_product_attention; the future is False."),
+                          "as in F.scaled_dot_product_attention; the future is False.", name="inverted"),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(),
                           "That is the top-left alignment of torch's is_causal=True. With S > L the L queries "
                           "are the *last* L tokens: query i sits at position S - L + i and sees keys up to it "
-                          "(tril with diagonal=S - L)."),
+                          "(tril with diagonal=S - L).", name="top-left"),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(S - L - 1),
                           "Your diagonal is False: a token may attend to itself (the mask includes the "
-                          "diagonal; only keys strictly in the future are hidden)."),
+                          "diagonal; only keys strictly in the future are hidden).", name="no-diagonal"),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(diagonal=L - S),
                           "The diagonal has the wrong sign: with S > L the triangle moves RIGHT (the queries are "
-                          "the last L positions), so tril(diagonal=S - L), not L - S."),
+                          "the last L positions), so tril(diagonal=S - L), not L - S.", name="wrong-diagonal-sign"),
             Misconception(lambda L, S: torch.ones(L, S, dtype=torch.bool).triu(S - L),
                           "You kept the upper triangle: that lets each query see the future. Keep the lower "
-                          "triangle (tril)."),
+                          "triangle (tril).", name="upper-triangle"),
         ),
     ),
     Exercise(
@@ -342,13 +342,14 @@ EXERCISES = [
         misconceptions=(
             Misconception(lambda lengths, S: ~_padding_ref(lengths, S),
                           "Your mask is True on the padding: that is nn.MultiheadAttention's key_padding_mask "
-                          "convention (True = ignore). Here True means a real token that may be attended."),
+                          "convention (True = ignore). Here True means a real token that may be attended.",
+                          name="true-on-padding"),
             Misconception(_padding_off_by_one,
                           "Off by one: a sequence of length n has real tokens at positions 0 .. n - 1, so use "
-                          "position < length."),
+                          "position < length.", name="off-by-one"),
             Misconception(_padding_longest,
                           "The mask must have S columns (the padded length of the batch), which may be "
-                          "longer than the longest sequence."),
+                          "longer than the longest sequence.", name="longest-not-s"),
         ),
     ),
     Exercise(
@@ -360,19 +361,21 @@ EXERCISES = [
             Misconception(_ms_nan_rows,
                           "Right wherever a row has a key to attend to, but a fully masked row is all -inf and "
                           "softmax gives 0/0 = NaN there. Return zeros for such rows (like PyTorch's SDPA), e.g. "
-                          "with torch.where on `mask.any(dim=-1, keepdim=True)`."),
+                          "with torch.where on `mask.any(dim=-1, keepdim=True)`.", name="nan-rows"),
             Misconception(_ms_sentinel,
                           "A finite sentinel like -1e9 gives a fully masked row *uniform* weights (every entry "
-                          "equally -1e9), so that query averages over keys it must not see. Those rows must be zeros."),
+                          "equally -1e9), so that query averages over keys it must not see. Those rows must be zeros.",
+                          name="finite-sentinel"),
             Misconception(_ms_after_softmax,
                           "You masked after the softmax: the surviving weights no longer sum to 1. Set masked "
-                          "scores to -inf *before* the softmax."),
+                          "scores to -inf *before* the softmax.", name="mask-after-softmax"),
             Misconception(_ms_inverted,
                           "Your mask is inverted: True means *may attend* here (as in F.scaled_dot_product_"
                           "attention), but masked_fill fills where its mask is True. Fill where the mask is False "
-                          "(`~mask`)."),
+                          "(`~mask`).", name="inverted-mask"),
             Misconception(_ms_wrong_axis,
-                          "Softmax over the last dimension (the keys): each query's weights must sum to 1."),
+                          "Softmax over the last dimension (the keys): each query's weights must sum to 1.",
+                          name="wrong-axis"),
             Misconception(_ms_nan_gradient,
                           "Your weights are right but their gradient is NaN on the fully masked rows. torch.where "
                           "picks the zeros in the forward pass, yet the backward pass still runs through the "
@@ -380,7 +383,8 @@ EXERCISES = [
                           "finite: block the masked keys with -inf, then give a fully masked row finite scores, "
                           "`.masked_fill(~has_key, 0.0)` with has_key = mask.any(dim=-1, keepdim=True), before the "
                           "softmax, and zero those rows after it. (masked_fill(~mask, -inf) instead of adding a "
-                          "-inf mask also works: masked_fill passes no gradient to the entries it fills.)"),
+                          "-inf mask also works: masked_fill passes no gradient to the entries it fills.)",
+                          name="nan-gradient"),
         ),
     ),
     Exercise(
@@ -392,12 +396,14 @@ EXERCISES = [
             Misconception(_combine_query_axis,
                           "You put the padding mask on the query axis (padding[:, :, None] is (B, S, 1)): that "
                           "hides the rows of padded queries, not the columns of padded keys. Padding hides "
-                          "keys: padding[:, None, :] is (B, 1, S)."),
+                          "keys: padding[:, None, :] is (B, 1, S).", name="query-axis"),
             Misconception(_combine_or,
-                          "A key is visible only if *both* masks allow it: combine with & (and), not | (or)."),
+                          "A key is visible only if *both* masks allow it: combine with & (and), not | (or).",
+                          name="or-not-and"),
             Misconception(_combine_no_broadcast,
                           "causal & padding broadcasts (L, S) with (B, S) row by row, mixing sequence b with "
-                          "query b. Give them explicit batch and query axes: causal[None] & padding[:, None, :]."),
+                          "query b. Give them explicit batch and query axes: causal[None] & padding[:, None, :].",
+                          name="no-broadcast"),
         ),
     ),
     Exercise(
@@ -409,17 +415,20 @@ EXERCISES = [
             Misconception(buggy_padded_self_attention,
                           "This is still the buggy output: the mask is on the query axis (the rows), so real "
                           "tokens put weight on padded keys. The keys are the last axis (the columns) of the "
-                          "(B, L, L) scores: the padding mask must be (B, 1, L), not (B, L, 1) — with -1e9 or -inf."),
+                          "(B, L, L) scores: the padding mask must be (B, 1, L), not (B, L, 1) — with -1e9 or -inf.",
+                          name="still-buggy"),
             Misconception(_fixed_inverted,
                           "Now the mask is on the keys but inverted: every query attends only to the padding. "
-                          "masked_fill fills where its mask is True, so fill where the token is NOT real."),
+                          "masked_fill fills where its mask is True, so fill where the token is NOT real.",
+                          name="inverted-mask"),
             Misconception(_fixed_query_axis_inf,
                           "-inf is fine, but the mask is still on the query axis (the rows): real.unsqueeze(-1) is "
                           "(B, L, 1), so a padded query's whole row is -inf (softmax 0/0 = NaN there) while real "
                           "queries still attend to padded keys. Padding hides keys, the columns: mask with "
-                          "(B, 1, L), real[:, None, :]."),
+                          "(B, 1, L), real[:, None, :].", name="query-axis-inf"),
             Misconception(_fixed_unmasked,
-                          "Your weights ignore the padding completely: padded keys must get weight 0."),
+                          "Your weights ignore the padding completely: padded keys must get weight 0.",
+                          name="unmasked"),
         ),
     ),
     Exercise(
@@ -431,26 +440,28 @@ EXERCISES = [
             (r"must match the size of tensor b \(\d+\) at non-singleton dimension (1|-3)\b",
              "The (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting lined its "
              "batch axis up with the heads. The mask is the same for every head: give it a head axis of size 1, "
-             "mask[:, None] (B, 1, L, S)."),
+             "mask[:, None] (B, 1, L, S).", "no-head-axis"),
         ),
         misconceptions=(
             Misconception(partial(_pca_with, head_axis=False),
                           "Your (B, L, S) mask met the (B, H, L, S) scores without a head axis, so broadcasting "
                           "read its batch axis as the heads: head h used sequence h's padding (this only runs "
-                          "when B == H or B == 1). Give it a head axis: mask[:, None] is (B, 1, L, S)."),
+                          "when B == H or B == 1). Give it a head axis: mask[:, None] is (B, 1, L, S).",
+                          name="no-head-axis"),
             Misconception(partial(_pca_with, padding=False),
                           "Only the causal mask: with right padding the real tokens never see a padded key "
                           "(the padding comes after them), but the padded positions' own rows still attend to "
                           "padding. Combine both masks (causal & padding) so that no query attends to a padded "
-                          "key."),
+                          "key.", name="causal-only"),
             Misconception(partial(_pca_with, causal=False),
                           "Only the padding mask: every token also sees the future. Combine it with the causal "
-                          "mask (causal & padding)."),
+                          "mask (causal & padding).", name="padding-only"),
             Misconception(partial(_pca_with, padding_on_queries=True),
                           "The padding mask is on the query axis (the rows): padding hides KEYS, the last axis: "
-                          "padding[:, None, :] is (B, 1, S)."),
+                          "padding[:, None, :] is (B, 1, S).", name="padding-on-queries"),
             Misconception(partial(_pca_with, invert=True),
-                          "Your mask is inverted: True means *may attend*, so -inf goes where the mask is False."),
+                          "Your mask is inverted: True means *may attend*, so -inf goes where the mask is False.",
+                          name="inverted-mask"),
         ),
     ),
 ]

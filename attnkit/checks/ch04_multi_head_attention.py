@@ -519,13 +519,15 @@ EXERCISES = [
         reference=_split_ref, make_cases=_split_cases, make_hidden_cases=_split_hidden,
         output_names=("heads",),
         misconceptions=(
-            Misconception(_split_view_bhld, _WRONG_ORDER_HINT),
+            Misconception(_split_view_bhld, _WRONG_ORDER_HINT, name="view-to-bhld"),
             Misconception(_split_no_transpose,
                           "You cut E into (H, D) but left the heads in dimension 2: (B, L, H, D). Move them "
-                          "in front of the tokens with .transpose(1, 2) so each head is a (L, D) matrix."),
+                          "in front of the tokens with .transpose(1, 2) so each head is a (L, D) matrix.",
+                          name="no-transpose"),
             Misconception(_split_strided,
                           "Head h owns the contiguous slice of features h*D .. (h+1)*D - 1, not every H-th "
-                          "feature: reshape to (B, L, H, D) (heads outside, D inside), not (B, L, D, H)."),
+                          "feature: reshape to (B, L, H, D) (heads outside, D inside), not (B, L, D, H).",
+                          name="strided-heads"),
         ),
     ),
     Exercise(
@@ -536,16 +538,17 @@ EXERCISES = [
         misconceptions=(
             Misconception(_merge_no_transpose,
                           "Move the heads back behind the tokens first, x.transpose(1, 2) -> (B, L, H, D), and "
-                          "only then reshape to (B, L, H*D). Reshaping (B, H, L, D) directly mixes tokens."),
+                          "only then reshape to (B, L, H*D). Reshaping (B, H, L, D) directly mixes tokens.",
+                          name="no-transpose"),
             Misconception(_merge_interleaved,
                           "Concatenation puts head 0's D numbers first, then head 1's: the order within a token "
-                          "must be (H, D), i.e. permute to (B, L, H, D), not (B, L, D, H)."),
+                          "must be (H, D), i.e. permute to (B, L, H, D), not (B, L, D, H).", name="interleaved"),
             Misconception(lambda x: x.mean(dim=1),
                           "You averaged the heads. Multi-head attention concatenates them (width H*D); the "
-                          "output projection W_O then mixes them."),
+                          "output projection W_O then mixes them.", name="averaged-heads"),
             Misconception(lambda x: x.sum(dim=1),
                           "You summed the heads. Multi-head attention concatenates them (width H*D); the "
-                          "output projection W_O then mixes them."),
+                          "output projection W_O then mixes them.", name="summed-heads"),
         ),
     ),
     Exercise(
@@ -557,41 +560,46 @@ EXERCISES = [
             (r"is invalid for input of size",
              "The sizes given to reshape do not multiply to the tensor's entries. Read B, L, S and E from the "
              "tensors AFTER any layout change: with batch_first=False all three inputs are (·, B, E), so query, "
-             "key AND value each need .transpose(0, 1); and do not mix up L and S."),
+             "key AND value each need .transpose(0, 1); and do not mix up L and S.", "reshape-sizes"),
         ),
         misconceptions=(
             Misconception(partial(_mha_variant, scale_by_width=True),
                           "Each head is scaled by the square root of ITS width, D = E / num_heads, not of the "
-                          "model width E: dividing by sqrt(E) makes every head's softmax too flat."),
-            Misconception(partial(_mha_variant, split="view_bhld", merge="matching"), _WRONG_ORDER_HINT),
-            Misconception(partial(_mha_variant, split="view_bhld"), _WRONG_ORDER_HINT),
+                          "model width E: dividing by sqrt(E) makes every head's softmax too flat.",
+                          name="scaled-by-model-width"),
+            Misconception(partial(_mha_variant, split="view_bhld", merge="matching"), _WRONG_ORDER_HINT,
+                          name="split-view-both-ways"),
+            Misconception(partial(_mha_variant, split="view_bhld"), _WRONG_ORDER_HINT, name="split-view-to-bhld"),
             Misconception(partial(_mha_variant, merge="no_transpose"),
-                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E)."),
+                          "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E).",
+                          name="merge-no-transpose"),
             Misconception(partial(_mha_variant, skip_out_proj=True),
                           "You forgot the output projection: after concatenating the heads, multiply by W_O "
-                          "(out = concat @ W_o.T + b_o). It is what lets the heads' results mix."),
+                          "(out = concat @ W_o.T + b_o). It is what lets the heads' results mix.",
+                          name="no-output-projection"),
             Misconception(partial(_mha_variant, weights="none"),
                           "Return the weights averaged over the heads, (B, L, S), as nn.MultiheadAttention "
-                          "does by default (average_attn_weights=True): weights.mean(dim=1)."),
+                          "does by default (average_attn_weights=True): weights.mean(dim=1).", name="per-head-weights"),
             Misconception(partial(_mha_variant, weights="sum"),
                           "Average the heads' weights (mean over dim 1), do not sum them: each row must still "
-                          "sum to 1."),
+                          "sum to 1.", name="summed-head-weights"),
             Misconception(partial(_mha_variant, weights="first"),
-                          "You returned one head's weights; return the mean over all heads, (B, L, S)."),
+                          "You returned one head's weights; return the mean over all heads, (B, L, S).",
+                          name="one-head-weights"),
             Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True)),
-                          _INVERTED_MASK_HINT),
+                          _INVERTED_MASK_HINT, name="inverted-mask"),
             Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True, empty_rows_zero=True)),
-                          _INVERTED_MASK_HINT),
+                          _INVERTED_MASK_HINT, name="inverted-mask-zero-rows"),
             Misconception(_only_with_mask(partial(_mha_variant, invert_mask=True, fill=-1e9)),  # uniform rows
-                          _INVERTED_MASK_HINT),
+                          _INVERTED_MASK_HINT, name="inverted-mask-finite-fill"),
             Misconception(partial(_mha_variant, transpose_weights=True),
                           "The weights use nn.Linear's layout (out_features, in_features): a projection is "
-                          "x @ W.T + b, not x @ W + b."),
+                          "x @ W.T + b, not x @ W + b.", name="untransposed-weights"),
             Misconception(partial(_mha_variant, ignore_layout=True),
                           "With batch_first=False the inputs are (L, B, E), PyTorch's default layout: your code "
                           "read them as (B, L, E), so tokens attended across the batch. Transpose them to "
                           "(B, L, E) first (query.transpose(0, 1)) and the output back to (L, B, E) at the end; "
-                          "the weights stay (B, L, S)."),
+                          "the weights stay (B, L, S).", name="batch-first-ignored"),
         ),
     ),
     Exercise(
@@ -604,20 +612,20 @@ EXERCISES = [
             (r"'NoneType' object (has no attribute|is not subscriptable)",
              "mha.in_proj_weight is None when the layer was built with kdim or vdim different from embed_dim: "
              "then the three matrices live in mha.q_proj_weight, mha.k_proj_weight and mha.v_proj_weight "
-             "(check `mha.in_proj_weight is None`, or mha._qkv_same_embed_dim)."),
+             "(check `mha.in_proj_weight is None`, or mha._qkv_same_embed_dim).", "separate-weights"),
         ),
         misconceptions=(
             Misconception(_weights_interleaved,
                           "in_proj_weight stacks the three matrices one after another along dim 0: rows "
                           "0..E-1 are W_q, rows E..2E-1 are W_k, rows 2E..3E-1 are W_v (and the same for "
-                          "in_proj_bias). Slice or .chunk(3, dim=0); do not reshape to (E, 3, E)."),
+                          "in_proj_bias). Slice or .chunk(3, dim=0); do not reshape to (E, 3, E).", name="interleaved"),
             Misconception(_weights_columns,
                           "in_proj_weight is (3E, E): the three matrices are stacked along dim 0 (rows), "
-                          "so split along dim 0, not dim 1."),
+                          "so split along dim 0, not dim 1.", name="split-columns"),
             Misconception(_weights_transposed,
                           "Keep PyTorch's nn.Linear layout (out_features, in_features): return the matrices "
-                          "as they are stored, without .T."),
-            Misconception(_weights_kqv, "The stacking order is q, k, v: W_q comes first."),
+                          "as they are stored, without .T.", name="transposed"),
+            Misconception(_weights_kqv, "The stacking order is q, k, v: W_q comes first.", name="kqv-order"),
         ),
     ),
     Exercise(
@@ -629,26 +637,28 @@ EXERCISES = [
             (r"the checker copies its weights into",
              "Start from the given class and change only its forward pass: the checker builds "
              "FixedMultiHeadAttention(embed_dim, num_heads) and loads the weights into its four nn.Linear layers "
-             "by name."),
+             "by name.", "changed-init"),
         ),
         misconceptions=(
             Misconception(BuggyMultiHeadAttention,
                           "This is still the given class: it has two bugs. One is in the scale of the scores "
                           "(whose width?), one where the heads are put back together (compare with your "
-                          "merge_heads of exercise 4.2)."),
+                          "merge_heads of exercise 4.2).", name="unchanged"),
             Misconception(_mha_class(view_merge=True),
                           "The scale is fixed; one bug is left: `.view(B, L, E)` on the (B, H, L, D) head "
                           "outputs keeps the right shape but cuts across tokens. Move the heads behind the "
-                          "tokens first: .transpose(1, 2) -> (B, L, H, D), then .reshape(B, L, E)."),
+                          "tokens first: .transpose(1, 2) -> (B, L, H, D), then .reshape(B, L, E).",
+                          name="view-merge-left"),
             Misconception(_mha_class(scale_by_width=True),
                           "The heads are merged right now; one bug is left: each head is scaled by the square "
-                          "root of ITS width D = E / num_heads, not of the model width E."),
+                          "root of ITS width D = E / num_heads, not of the model width E.", name="scale-left"),
             Misconception(_mha_class(invert=True),
                           "Your mask is inverted: attn_mask here is True where a query MAY attend (the "
-                          "opposite of nn.MultiheadAttention's), so fill -inf where it is False."),
+                          "opposite of nn.MultiheadAttention's), so fill -inf where it is False.",
+                          name="inverted-mask"),
             Misconception(_mha_class(per_head=True),
                           "Return the weights averaged over the heads, (B, L, L), as nn.MultiheadAttention "
-                          "does by default: weights.mean(dim=1)."),
+                          "does by default: weights.mean(dim=1).", name="per-head-weights"),
         ),
     ),
     Exercise(
@@ -659,27 +669,28 @@ EXERCISES = [
             Misconception(partial(_ablate_with, how="strided"),
                           "Head h's D outputs sit side by side in the concatenation, features h*D .. (h+1)*D - 1 "
                           "(head 0 first), not every H-th feature: remove that contiguous block (the same as "
-                          "zeroing W_O's columns h*D .. (h+1)*D - 1)."),
+                          "zeroing W_O's columns h*D .. (h+1)*D - 1).", name="strided-head"),
             Misconception(partial(_ablate_with, how="queries"),
                           "Zeroing a head's queries does not silence it: its scores become 0, its softmax "
-                          "uniform, and it still averages the values. Zero the head's OUTPUT, before W_O."),
+                          "uniform, and it still averages the values. Zero the head's OUTPUT, before W_O.",
+                          name="zeroed-queries"),
             Misconception(partial(_ablate_with, how="after_proj"),
                           "You zeroed D features of the final output, after W_O has mixed all the heads into "
                           "every feature. Remove the head before the output projection: zero its (B, L, D) "
-                          "output, or W_O's columns h*D .. (h+1)*D - 1."),
+                          "output, or W_O's columns h*D .. (h+1)*D - 1.", name="zeroed-output"),
             Misconception(partial(_ablate_with, how="rows"),
                           "You zeroed ROWS h*D .. (h+1)*D - 1 of W_O: those make output features. W_O reads head "
                           "h through its COLUMNS h*D .. (h+1)*D - 1 (out = merged @ W_o.T: column j multiplies "
-                          "merged feature j); or simply zero the head's output before merging."),
+                          "merged feature j); or simply zero the head's output before merging.", name="zeroed-wo-rows"),
             Misconception(partial(_ablate_with, how="merge_no_transpose"),
                           "When merging, transpose (B, H, L, D) -> (B, L, H, D) BEFORE reshaping to (B, L, E): "
-                          "reshaping directly mixes tokens."),
+                          "reshaping directly mixes tokens.", name="merge-no-transpose"),
             Misconception(partial(_ablate_with, how="no_bias"),
                           "Removing a head removes its contribution through W_O, not the output bias b_o: "
-                          "keep + b_o."),
+                          "keep + b_o.", name="dropped-bias"),
             Misconception(partial(_ablate_with, how="none"),
                           "Nothing was removed: this is the full multi-head output. Zero head `head`'s output "
-                          "(B, L, D) before merging and projecting."),
+                          "(B, L, D) before merging and projecting.", name="nothing-removed"),
         ),
     ),
 ]

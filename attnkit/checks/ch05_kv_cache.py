@@ -362,17 +362,19 @@ EXERCISES = [
         output_names=("k_all", "v_all"),
         misconceptions=(
             Misconception(_update_on(1), "You concatenated along the heads (dim 1). Positions are dim 2 "
-                                         "(or -2) of (B, H, S, D): the cache grows in S, H stays the same."),
+                                         "(or -2) of (B, H, S, D): the cache grows in S, H stays the same.",
+                          name="cat-heads"),
             Misconception(_update_on(3), "You concatenated along the features (dim 3 / -1). The cache grows "
-                                         "in the sequence dimension, dim 2 (or -2) of (B, H, S, D)."),
+                                         "in the sequence dimension, dim 2 (or -2) of (B, H, S, D).",
+                          name="cat-features"),
             Misconception(_update_on(0), "You concatenated along the batch (dim 0). The cache grows in the "
-                                         "sequence dimension, dim 2 (or -2) of (B, H, S, D)."),
+                                         "sequence dimension, dim 2 (or -2) of (B, H, S, D).", name="cat-batch"),
             Misconception(_update_new_first,
                           "Keep positions in order: cached keys first, then the new ones. The causal mask "
-                          "assumes key j is position j, so the newest key must be last."),
+                          "assumes key j is position j, so the newest key must be last.", name="new-first"),
             Misconception(lambda k_cache, v_cache, k_new, v_new: (k_new, v_new),
                           "You returned only the new keys and values: the point of the cache is to keep "
-                          "every earlier one too, so the new queries can attend to them."),
+                          "every earlier one too, so the new queries can attend to them.", name="new-only"),
         ),
     ),
     Exercise(
@@ -386,28 +388,29 @@ EXERCISES = [
                           "is_causal=True (and tril(ones(L, S))) is aligned TOP-LEFT: with L < S it lets the "
                           "first new query see only key 0. The new queries are the LAST L of S positions: "
                           "query i sits at position S - L + i and sees keys 0 .. S - L + i, i.e. "
-                          "torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)."),
+                          "torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L).", name="top-left"),
             Misconception(lambda q_new, k_all, v_all: F.scaled_dot_product_attention(q_new, k_all, v_all),
                           "Without a mask, each new query sees the new tokens after it. With one new token "
-                          "that is fine; with L > 1, mask with tril(diagonal=S - L)."),
+                          "that is fine; with L > 1, mask with tril(diagonal=S - L).", name="no-mask"),
             Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=-1)),
                           "Off by one: each new token must see its own key. Query i is at position S - L + i, "
-                          "so use tril(diagonal=S - L), not S - L - 1."),
+                          "so use tril(diagonal=S - L), not S - L - 1.", name="diagonal-too-low"),
             Misconception(_cached_with(lambda L, S: _bottom_right(L, S, shift=+1)),
                           "Off by one: query i (position S - L + i) may see keys up to S - L + i, not one more: "
-                          "tril(diagonal=S - L)."),
+                          "tril(diagonal=S - L).", name="diagonal-too-high"),
             Misconception(_cached_with(lambda L, S: torch.ones(L, S).tril(diagonal=S - L)),
                           "Your mask is a float tensor of 0s and 1s: F.scaled_dot_product_attention ADDS a float "
                           "mask to the scores, so it only nudges them and hides nothing. Pass a bool mask "
-                          "(torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)), True = may attend."),
+                          "(torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)), True = may attend.",
+                          name="float-mask"),
             Misconception(_cached_with(lambda L, S: ~_bottom_right(L, S)),
                           "Your mask is inverted: an all-zero output row means a query that may see no key "
                           "at all. In F.scaled_dot_product_attention a boolean mask is True where a query MAY "
-                          "attend: tril(diagonal=S - L), not triu(diagonal=S - L + 1)."),
+                          "attend: tril(diagonal=S - L), not triu(diagonal=S - L + 1).", name="inverted-mask"),
             Misconception(_cached_with(lambda L, S: torch.ones(L, S, dtype=torch.bool).tril(diagonal=L - S)),
                           "The diagonal has the wrong sign: an all-zero output row means a query that may see "
                           "no key at all. The new queries come after the S - L cached keys, so the diagonal "
-                          "moves right: tril(diagonal=S - L), not L - S."),
+                          "moves right: tril(diagonal=S - L), not L - S.", name="wrong-diagonal-sign"),
         ),
     ),
     Exercise(
@@ -421,22 +424,23 @@ EXERCISES = [
                           "Right tokens, but the cache saved no work: the checker saw the model called without "
                           "`cache`, or with the whole sequence again (after a cache.reset()?). Reset once, "
                           "feed the prompt once (the prefill), then only the one new token per step: "
-                          "model(next_token, cache, last_only=True)."),
+                          "model(next_token, cache, last_only=True).", name="no-cache"),
             Misconception(_decode_no_reset,
                           "The first prompt decodes fine but the second does not: the cache still held the "
-                          "first prompt. Call cache.reset() before the prefill."),
+                          "first prompt. Call cache.reset() before the prefill.", name="no-reset"),
             Misconception(_decode_refeed_last,
                           "Positions are off by one: after the prefill the cache already holds every prompt "
                           "token, so feed only the NEW token at each step (the prompt's last token was fed "
-                          "twice)."),
+                          "twice).", name="refeed-last"),
             Misconception(_decode_prefill_without_cache,
                           "The first new token is right, the next ones are not: the prompt went through the model "
                           "WITHOUT the cache, so the cache is empty when the steps begin and each new token sees "
                           "no prompt (and sits at position 0). Prefill with the cache: model(idx, cache, "
-                          "last_only=True)."),
+                          "last_only=True).", name="prefill-without-cache"),
             Misconception(_decode_whole_sequence,
                           "With a cache, feed the model only the tokens it has not seen: the prompt once, then "
-                          "one new token per step. Feeding the whole sequence appends it to the cache again."),
+                          "one new token per step. Feeding the whole sequence appends it to the cache again.",
+                          name="whole-sequence"),
         ),
     ),
     Exercise(
@@ -450,11 +454,11 @@ EXERCISES = [
              r"must match the size of tensor b \(\d+\) at non-singleton dimension -3",
              "The queries have H heads but the keys/values H_kv: expand the keys AND the values to H heads "
              "along dim 1 first, with key.repeat_interleave(H // H_kv, dim=1), so that query head h meets kv head "
-             "h // (H // H_kv) (or let F.scaled_dot_product_attention do it with enable_gqa=True)."),
+             "h // (H // H_kv) (or let F.scaled_dot_product_attention do it with enable_gqa=True).", "kv-heads"),
             (r"must match the size of tensor b \(\d+\) at non-singleton dimension 2|"
              r"must match the size of tensor b \(\d+\) at non-singleton dimension -2",
              "The positions no longer line up: did you repeat along dim 2 (the sequence) instead of dim 1 (the "
-             "heads) of (B, H_kv, S, D)?"),
+             "heads) of (B, H_kv, S, D)?", "repeated-sequence"),
         ),
         misconceptions=(
             Misconception(_gqa_with(lambda t, g: t.repeat(1, g, 1, 1)),
@@ -463,21 +467,21 @@ EXERCISES = [
                           "the keys' heads (key[:, None], not key[:, :, None]). Grouped-query attention gives each "
                           "kv head a GROUP of consecutive query heads, h // G with G = H // H_kv (0, 0, 1, 1, ...): "
                           "reshape the queries to (B, H_kv, G, L, D) (or, with copies, "
-                          "`repeat_interleave(G, dim=1)`)."),
+                          "`repeat_interleave(G, dim=1)`).", name="tiled-kv-heads"),
             Misconception(_gqa_keys_without_group_axis,
                           "The keys and values need a size-1 group axis to line up with the regrouped queries "
                           "(B, H_kv, G, L, D): key[:, :, None] is (B, H_kv, 1, S, D). Without it broadcasting "
                           "matched the keys' batch axis with the queries' kv-head axis (this only runs when the "
-                          "sizes happen to agree)."),
+                          "sizes happen to agree).", name="no-group-axis"),
             Misconception(_gqa_keys_only,
                           "Your keys are expanded with repeat_interleave but the values with repeat: both must "
-                          "map query head h to kv head h // (H // H_kv)."),
+                          "map query head h to kv head h // (H // H_kv).", name="keys-only-interleaved"),
             Misconception(_gqa_top_left,
                           "is_causal=True is aligned top-left; with a cache (L < S) use the given attn_mask (or "
-                          "tril(diagonal=S - L))."),
+                          "tril(diagonal=S - L)).", name="top-left"),
             Misconception(_gqa_averaged_queries,
                           "You averaged the query heads of a group: each of the H query heads keeps its own "
-                          "query and output; only the keys and values are shared."),
+                          "query and output; only the keys and values are shared.", name="averaged-queries"),
         ),
     ),
     Exercise(
@@ -489,19 +493,21 @@ EXERCISES = [
             Misconception(_chunk_with(lambda n, L: torch.arange(L), _right_mask),
                           "The new tokens' positions continue after the cache: n_cached, ..., n_cached + L - 1. "
                           "Starting again at 0 gives the first new token the position embedding of the first "
-                          "prompt token."),
+                          "prompt token.", name="restarted-positions"),
             Misconception(_chunk_with(lambda n, L: torch.arange(n + 1, n + L + 1), _right_mask),
                           "Off by one: positions start at 0, so after n_cached cached tokens the next one is at "
-                          "position n_cached (not n_cached + 1)."),
+                          "position n_cached (not n_cached + 1).", name="off-by-one"),
             Misconception(_chunk_with(_right_positions, lambda n, L: torch.ones(L, n + L, dtype=torch.bool).tril()),
                           "That is the top-left alignment (torch's is_causal=True). New token i sits at position "
-                          "n_cached + i and sees keys 0 .. n_cached + i: tril(diagonal=S - L) with S = n_cached + L."),
+                          "n_cached + i and sees keys 0 .. n_cached + i: tril(diagonal=S - L) with S = n_cached + L.",
+                          name="top-left"),
             Misconception(_chunk_with(_right_positions, lambda n, L: torch.ones(L, L, dtype=torch.bool).tril()),
                           "The mask covers every key the new tokens attend to, cached ones included: S = "
-                          "n_cached + L columns, not L."),
+                          "n_cached + L columns, not L.", name="new-columns-only"),
             Misconception(_chunk_with(_right_positions,
                                       lambda n, L: torch.ones(L, n + L, dtype=torch.bool).tril(diagonal=n - 1)),
-                          "Off by one: each new token sees its own key, tril(diagonal=S - L), not S - L - 1."),
+                          "Off by one: each new token sees its own key, tril(diagonal=S - L), not S - L - 1.",
+                          name="diagonal-too-low"),
         ),
     ),
 ]

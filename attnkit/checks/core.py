@@ -47,6 +47,8 @@ class Misconception:
 
     wrong: Callable[..., Any]  # called like the reference, returns the mistaken output
     hint: str
+    # a short kebab-case slug, unique within its exercise: the id "<exercise id>/<name>" names it in grades.csv
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class Exercise:
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None  # default: fn(**inputs)
     output_names: tuple[str, ...] = ("output",)  # names of the returned tensors, for messages
     misconceptions: tuple[Misconception, ...] = ()
-    # (regex on the message of an exception the student's code raised, hint), tried before the generic ones
-    error_hints: tuple[tuple[str, str], ...] = ()
+    # (regex on the message of an exception the student's code raised, hint, kebab-case name), tried before
+    # the generic ones; the hint's id is "<exercise id>/error-<name>"
+    error_hints: tuple[tuple[str, str, str], ...] = ()
     points: float = 1.0
     atol: float = 1e-5
     rtol: float = 1e-4
@@ -81,6 +84,12 @@ class Exercise:
         """Call `fn` (student's or reference) on the case inputs, the one way both are called."""
         return self.call(fn, inputs) if self.call is not None else fn(**inputs)
 
+    def misconception_ids(self) -> dict[str, str]:
+        """Id -> hint of this exercise's own misconceptions and error hints (see `hint_ids`)."""
+        found = {f"{self.id}/{m.name}": m.hint for m in self.misconceptions}
+        found.update({f"{self.id}/error-{name}": hint for _, hint, name in self.error_hints})
+        return found
+
 
 @dataclass
 class CaseResult:
@@ -89,6 +98,7 @@ class CaseResult:
     case: Case
     status: str  # PASSED, FAILED, ERROR or NOT_IMPLEMENTED
     message: str = ""
+    misconception: str = ""  # id of the hint in `message` ("1.2/divided-by-d-k", "generic/wrong-axis"), or ""
 
 
 @dataclass
@@ -115,6 +125,14 @@ class ExerciseReport:
         if any(r.status == ERROR for r in self.results):
             return ERROR
         return FAILED
+
+    @property
+    def misconception(self) -> str:
+        """The id of the hint `render()` shows (its first failing case's), or "" when it shows none."""
+        if self.status_override or self.status not in (FAILED, ERROR):
+            return ""
+        first = next((r for r in self.results if r.status != PASSED), None)
+        return first.misconception if first is not None and not first.case.hidden else ""
 
     @property
     def points(self) -> float:
@@ -214,6 +232,7 @@ class Ran:
     status: str  # PASSED here means "returned"; ERROR / NOT_IMPLEMENTED otherwise
     outputs: tuple[torch.Tensor, ...] = ()
     message: str = ""
+    misconception: str = ""  # id of the hint in `message`, or ""
 
 
 def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
@@ -231,25 +250,28 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
             names = ", ".join(f"{k}=..." for k in case.inputs)
             message += (f"\nThe checker calls `{exercise.function}({names})`: keep the parameter names "
                         "of the exercise's stub.")
-        else:
-            generic = exception_hint(err, line)
-            specific = next((h for pattern, h in exercise.error_hints if re.search(pattern, str(err))), None)
-            # `.T` on the failing line explains a shape error better than any exercise's own reading of it
-            hint = generic if generic == _TRANSPOSE_ADVICE else (specific or generic)
-            if hint:
-                message += "\nHint: " + hint
-        return Ran(ERROR, message=message)
+            return Ran(ERROR, message=message, misconception="error/parameter-names")
+        generic = _named_exception_hint(err, line)
+        specific = next(((f"{exercise.id}/error-{name}", h) for pattern, h, name in exercise.error_hints
+                         if re.search(pattern, str(err))), None)
+        # `.T` on the failing line explains a shape error better than any exercise's own reading of it
+        named = generic if generic is not None and generic[1] == _TRANSPOSE_ADVICE else (specific or generic)
+        if named:
+            message += "\nHint: " + named[1]
+        return Ran(ERROR, message=message, misconception=named[0] if named else "")
     try:
         outputs = to_plain(out, len(exercise.output_names), exercise.output_names)
     except OutputTypeError as err:
         names = ", ".join(exercise.output_names)
         what = "a torch.Tensor" if len(exercise.output_names) == 1 else "a tuple of torch.Tensors"
-        return Ran(ERROR, message=f"Your function should return {what} ({names}) but it {err}.")
+        return Ran(ERROR, message=f"Your function should return {what} ({names}) but it {err}.",
+                   misconception="error/output-type")
     changed = [k for k, v in inputs.items()
                if isinstance(v, torch.Tensor) and not _same(v, case.inputs[k])]
     if changed:
         return Ran(ERROR, message=f"Your function changed its input `{changed[0]}` in place. Work on a "
-                                  "copy (e.g. `x = x.clone()`) or use out-of-place operations.")
+                                  "copy (e.g. `x = x.clone()`) or use out-of-place operations.",
+                   misconception="error/changed-input")
     return Ran(PASSED, outputs=outputs)
 
 
@@ -328,98 +350,118 @@ def _dtype_hint(m: re.Match, line: str) -> str:
             "inputs. Create constants with `dtype=x.dtype`, or stay in torch throughout.")
 
 
-# (pattern of the exception's message, hint or function(match, student line) -> hint), first match wins.
-_EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], str]]] = [
-    (re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"), _matmul_hint),
+# (pattern of the exception's message, hint or function(match, student line) -> hint, name), first match wins;
+# the hint's id is "error/<name>" ("error/dot-t" when the advice is about `.T`).
+_EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], str], str]] = [
+    (re.compile(r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"), _matmul_hint,
+     "matmul-shape"),
     (re.compile(r"Expected size for first two dimensions of batch2 tensor|size mismatch|"
-                r"Expected batch2_sizes|inconsistent tensor size"), _batched_matmul_hint),
+                r"Expected batch2_sizes|inconsistent tensor size"), _batched_matmul_hint, "batched-matmul-shape"),
     (re.compile(r"The size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\) at non-singleton "
-                r"dimension (-?\d+)"), _broadcast_hint),
+                r"dimension (-?\d+)"), _broadcast_hint, "broadcast"),
     (re.compile(r"Attempting to broadcast a dimension of length (\d+)()() at|"
-                r"operands could not be broadcast together|shape mismatch: value tensor of shape"), _broadcast_hint),
+                r"operands could not be broadcast together|shape mismatch: value tensor of shape"), _broadcast_hint,
+     "broadcast"),
     (re.compile(r"output with shape \[([\d, ]*)\] doesn't match the broadcast shape \[([\d, ]*)\]"),
      lambda m, line: (f"The result has shape [{m.group(1)}] but another operand broadcasts to [{m.group(2)}]: "
                       + ("the mask has more rows or columns than the scores (L queries x S keys): build it as "
                          "(L, S), one row per query, not (S, L)." if "mask" in line else
                          "an in-place operation (`+=`, `masked_fill_`, `out=`) cannot grow its tensor; check "
-                         "which operand has the extra size (L vs S?)."))),
+                         "which operand has the extra size (L vs S?).")), "output-shape"),
     (re.compile(r"view size is not compatible with input tensor's size and stride"),
      "`.view` can only regroup memory in the order it is laid out, and this tensor's is not (it is not "
      "contiguous: after `.transpose`/`.permute`, or as some functions return it, F.scaled_dot_product_attention "
      "among them). Use `.reshape(...)` (or `.contiguous().view(...)`); and to merge "
-     "heads, move the head axis back next to D first: (B, H, L, D) -> (B, L, H, D) -> (B, L, H*D)."),
+     "heads, move the head axis back next to D first: (B, H, L, D) -> (B, L, H, D) -> (B, L, H*D).",
+     "view-not-contiguous"),
     (re.compile(r"expected m1 and m2 to have the same dtype.*|expected scalar type \w+ but found \w+|"
                 r"Expected query, key, and value to have the same dtype.*|"
-                r"expected both vectors to have same dtype.*|Found dtype \w+ but expected \w+"), _dtype_hint),
+                r"expected both vectors to have same dtype.*|Found dtype \w+ but expected \w+"), _dtype_hint,
+     "dtype-mismatch"),
     (re.compile(r"Dimension out of range"),
      "This tensor has fewer dimensions than the code assumes. The inputs may come with extra leading batch "
      "(and head) dimensions, or with none: count dimensions from the end (dim=-1 for keys, -2 for queries, "
-     "`.transpose(-2, -1)`) instead of from the front."),
+     "`.transpose(-2, -1)`) instead of from the front.", "dimension-out-of-range"),
     (re.compile(r"shape '\[[-\d, ]*\]' is invalid for input of size \d+"),
      "The sizes given to reshape/view do not multiply to the tensor's number of entries. Read the sizes "
      "from the tensor itself (`B, L, E = x.shape`, `D = E // num_heads`), and do not mix up L and S (queries "
-     "and keys) or E and D (model and head width)."),
+     "and keys) or E and D (model and head width).", "reshape-sizes"),
     (re.compile(r"Sizes of tensors must match except in dimension (-?\d+)"),
      "torch.cat joins tensors along one existing dimension and needs every OTHER dimension equal: check "
-     "`dim=` (the positions of a (B, H, S, D) cache are dim 2, or -2) and the order of the axes."),
+     "`dim=` (the positions of a (B, H, S, D) cache are dim 2, or -2) and the order of the axes.", "cat-sizes"),
     (re.compile(r"zero-dimensional tensor \(at position \d+\) cannot be concatenated"),
      "torch.cat joins tensors along an axis they already have, and a 0-d tensor (a single number such as "
-     "`q1 @ k1`) has none: use torch.stack([...]) to make a new axis of them."),
+     "`q1 @ k1`) has none: use torch.stack([...]) to make a new axis of them.", "cat-zero-dim"),
     (re.compile(r"Tensors must have same number of dimensions"),
      "torch.cat needs tensors with the same number of dimensions: add the missing axis (`unsqueeze`/`None`) "
-     "first, or use torch.stack if you meant a new axis."),
+     "first, or use torch.stack if you meant a new axis.", "cat-dims"),
     (re.compile(r"The expanded size of the tensor \((\d+)\) must match the existing size \((\d+)\)"),
      "`.expand` can only stretch dimensions of size 1 (it copies nothing). To repeat a dimension of size n, "
      "use `repeat_interleave(k, dim=...)` (each entry k times in a row) or `repeat` (the whole block k times), "
-     "or insert a size-1 axis, expand it, then reshape."),
+     "or insert a size-1 axis, expand it, then reshape.", "expand-size"),
     (re.compile(r"unsupported operand type\(s\) for .*torch\.return_types\.(max|min)|"
                 r"'torch\.return_types\.(max|min)'"),
      "`x.max(dim=...)` returns a pair (values, indices), not a tensor: use `x.max(dim=-1, keepdim=True).values` "
-     "or `x.amax(dim=-1, keepdim=True)`."),
+     "or `x.amax(dim=-1, keepdim=True)`.", "max-returns-pair"),
     (re.compile(r"stack expects each tensor to be equal size"),
      "torch.stack puts tensors side by side along a NEW axis, so they must have equal shapes. To join them "
-     "along an existing axis (append positions, concatenate heads) use `torch.cat(..., dim=...)`."),
+     "along an existing axis (append positions, concatenate heads) use `torch.cat(..., dim=...)`.", "stack-sizes"),
     (re.compile(r"masked_fill_? only supports boolean masks"),
      "masked_fill needs a bool mask (it fills where the mask is True): use a comparison such as `mask == 0` "
-     "or `~mask` on a bool mask, or `.bool()`."),
+     "or `~mask` on a bool mask, or `.bool()`.", "masked-fill-not-bool"),
     (re.compile(r"Boolean value of Tensor with more than one value is ambiguous"),
      "`if`, `and`, `or` and `not` need ONE truth value, but this tensor holds many: use the elementwise "
-     "`&`, `|`, `~` and `torch.where(...)`, or `.any()`/`.all()` when you mean one answer."),
+     "`&`, `|`, `~` and `torch.where(...)`, or `.any()`/`.all()` when you mean one answer.", "tensor-truth-value"),
     (re.compile(r"~ \(operator.invert\) is only implemented on integer and Boolean|"
                 r"where expected condition to be a boolean tensor|bitwise_not.*not implemented for 'Float'"),
      "A mask must be a bool tensor here (True = may attend): build it with a comparison (e.g. `positions < "
-     "lengths[:, None]`) or convert with `.bool()`; `~` only negates a bool mask."),
+     "lengths[:, None]`) or convert with `.bool()`; `~` only negates a bool mask.", "mask-not-bool"),
     (re.compile(r"einsum\(\): .*"),
      "The einsum subscripts do not match the operands: each letter must name a dimension of the same size in "
-     "every operand (write the shapes next to the subscripts, e.g. 'bhld,bhsd->bhls')."),
+     "every operand (write the shapes next to the subscripts, e.g. 'bhld,bhsd->bhls').", "einsum-subscripts"),
     (re.compile(r"must have at least 2 dimensions"),
-     "tril/triu work on a matrix: build the (L, S) mask from `torch.ones(L, S, dtype=torch.bool)`."),
+     "tril/triu work on a matrix: build the (L, S) mask from `torch.ones(L, S, dtype=torch.bool)`.",
+     "tril-needs-matrix"),
     (re.compile(r"number of dimensions in the tensor input does not match the length of the desired ordering"),
      "`.permute` needs one index for every dimension (4 for (B, H, L, D)); to swap two dimensions use "
-     "`.transpose(i, j)`."),
+     "`.transpose(i, j)`.", "permute-dims"),
     (re.compile(r"does not require grad and does not have a grad_fn|"
                 r"element 0 of tensors does not require grad"),
      "Your result is cut off from the inputs in the autograd graph (.detach(), .data, .item(), NumPy or a "
-     "new tensor built from values): compute it with torch operations on the inputs so that it can train."),
+     "new tensor built from values): compute it with torch operations on the inputs so that it can train.", "no-grad"),
     (re.compile(r"modified by an inplace operation|leaf Variable that requires grad is being used in an in-place"),
      "An in-place operation (`x[...] = `, `+=`, `masked_fill_`, `.copy_`) overwrote a value autograd needs: "
-     "use the out-of-place form (`masked_fill`, `x = x + ...`)."),
+     "use the out-of-place form (`masked_fill`, `x = x + ...`).", "in-place-autograd"),
     (re.compile(r"not enough values to unpack \(expected (\d+), got (\d+)\)|too many values to unpack"),
      "Unpacking `x.shape` into names assumes a number of dimensions the input does not have: the inputs may "
-     "have more (or fewer) leading dimensions; read only what you need from the end (`L, E = x.shape[-2:]`)."),
+     "have more (or fewer) leading dimensions; read only what you need from the end (`L, E = x.shape[-2:]`).",
+     "unpack-shape"),
     (re.compile(r"softmax\(\) missing 1 required positional argument|softmax\(\) received an invalid combination"),
-     "Give the softmax its dimension: `torch.softmax(scores, dim=-1)` normalises over the keys."),
+     "Give the softmax its dimension: `torch.softmax(scores, dim=-1)` normalises over the keys.", "softmax-no-dim"),
     (re.compile(r"index -?\d+ is out of bounds for dimension|out of bounds"),
-     "An index past the end of a dimension: positions run 0 .. n - 1; check L vs S and off-by-one limits."),
+     "An index past the end of a dimension: positions run 0 .. n - 1; check L vs S and off-by-one limits.",
+     "index-out-of-range"),
     (re.compile(r"NoneType"),
      lambda m, line: ("A value that may be None was used as a tensor. An optional mask is None when a case passes "
                       "no mask (the default): apply it only `if attn_mask is not None:`." if "mask" in line else
                       "A None was used as a tensor or a function: a function that returns nothing (no `return`), "
-                      "an optional argument left at None, or a name bound to None earlier in the notebook.")),
+                      "an optional argument left at None, or a name bound to None earlier in the notebook."),
+     "none-value"),
     (re.compile(r"Expected attn_mask dtype to be bool or float"),
      "Give F.scaled_dot_product_attention a bool mask (True = may attend) or a float mask of -inf/0 added to "
-     "the scores."),
+     "the scores.", "sdpa-mask-dtype"),
 ]
+
+
+# The ids of the hints that are not an exercise's own (see `Exercise.misconception_ids` for those).
+GENERIC_IDS = frozenset(
+    [f"error/{name}" for _, _, name in _EXCEPTION_HINTS]
+    + ["error/dot-t", "error/parameter-names", "error/output-type", "error/changed-input", "error/keepdim",
+       "error/transpose-0-1", "error/mask-broadcast"]
+    + [f"generic/{name}" for name in ("wrong-axis", "transposed", "swapped-dims", "raw-scores", "inverted-mask",
+                                      "mask-leak", "unnormalised", "wrong-scale", "output-count", "bool-mask-dtype",
+                                      "integer-dtype", "missing-dim", "stack-vs-cat", "dot-t", "wrong-reshape",
+                                      "scaled-values", "scrambled-values")])
 
 
 def exception_hint(err: BaseException, line: str = "") -> str | None:
@@ -427,12 +469,27 @@ def exception_hint(err: BaseException, line: str = "") -> str | None:
 
     `line` is the student's source line that raised it: `.T` on it changes the advice.
     """
+    named = _named_exception_hint(err, line)
+    return named[1] if named else None
+
+
+def _named_exception_hint(err: BaseException, line: str = "") -> tuple[str, str] | None:
+    """`exception_hint` with its id: ("error/matmul-shape", hint), or None."""
     text = str(err)
-    for pattern, hint in _EXCEPTION_HINTS:
+    for pattern, hint, name in _EXCEPTION_HINTS:
         m = pattern.search(text)
         if m:
-            return hint(m, line) if callable(hint) else hint
+            hint = hint(m, line) if callable(hint) else hint
+            if hint.endswith(_TRANSPOSE_ADVICE):
+                return "error/dot-t", hint
+            variant = next((v for prefix, v in _HINT_VARIANTS if hint.startswith(prefix)), name)
+            return f"error/{variant}", hint
     return None
+
+
+# Hints of one exception family that name another mistake: (start of the hint, name).
+_HINT_VARIANTS = [("A reduction without keepdim=True", "keepdim"), ("`.transpose(0, 1)` swaps", "transpose-0-1"),
+                  ("The mask does not line up", "mask-broadcast")]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -456,16 +513,17 @@ def describe_inputs(inputs: dict[str, Any]) -> str:
 def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ran: Ran) -> CaseResult:
     """Compare what the student's function returned with the reference's, and say what is wrong."""
     if ran.status != PASSED:
-        return CaseResult(case, ran.status, ran.message + "\n" + describe_inputs(case.inputs))
+        return CaseResult(case, ran.status, ran.message + "\n" + describe_inputs(case.inputs),
+                          ran.misconception if ran.status == ERROR else "")
     masked = any(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in case.inputs.values())
     problem = compare(exercise, expected, ran.outputs, masked=masked)
     if problem is None:
         return CaseResult(case, PASSED)
-    hint = _misconception_hint(exercise, case, expected, ran.outputs)
+    named = _misconception(exercise, case, expected, ran.outputs)
     message = problem + "\n" + describe_inputs(case.inputs)
-    if hint:
-        message += "\nHint: " + hint
-    return CaseResult(case, FAILED, message)
+    if named:
+        message += "\nHint: " + named[1]
+    return CaseResult(case, FAILED, message, named[0] if named else "")
 
 
 def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor], *,
@@ -551,24 +609,31 @@ def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: st
 def _misconception_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
                         actual: tuple[torch.Tensor, ...]) -> str | None:
     """The hint of the first known misconception whose output equals the student's."""
+    named = _misconception(exercise, case, expected, actual)
+    return named[1] if named else None
+
+
+def _misconception(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
+                   actual: tuple[torch.Tensor, ...]) -> tuple[str, str] | None:
+    """`_misconception_hint` with its id: ("1.2/divided-by-d-k", hint), ("generic/wrong-axis", hint), or None."""
     for m in exercise.misconceptions:
         try:
             wrong = to_plain(exercise.invoke(m.wrong, copy_inputs(case.inputs)), len(exercise.output_names))
         except Exception:  # a misconception that does not apply to these inputs
             continue
         if compare(exercise, wrong, actual) is None:
-            return m.hint
+            return f"{exercise.id}/{m.name}", m.hint
     # Generic: weights normalised along the wrong dimension.
     for name, got, want in zip(exercise.output_names, actual, expected, strict=False):
         hint = _wrong_axis_hint(name, got, want)
         if hint:
-            return hint
+            return "generic/wrong-axis", hint
     # Generic: the right values, transposed.
     for got, want in zip(actual, expected, strict=False):
         if got.dim() >= 2 and want.dim() >= 2 and got.shape == want.transpose(-2, -1).shape \
                 and got.dtype == want.dtype and torch.allclose(got.double(), want.transpose(-2, -1).double(),
                                                                atol=exercise.atol, rtol=exercise.rtol):
-            return "Your values are right but transposed: swap the last two dimensions."
+            return "generic/transposed", "Your values are right but transposed: swap the last two dimensions."
     # Generic: the right values with two other dimensions swapped (e.g. (L, B, E) returned as (B, L, E)).
     for got, want in zip(actual, expected, strict=False):
         if got.dim() >= 2 and got.dtype == want.dtype and got.shape != want.shape:
@@ -577,10 +642,11 @@ def _misconception_hint(exercise: Exercise, case: Case, expected: Sequence[torch
                     swapped = want.transpose(i, j)
                     if got.shape == swapped.shape and torch.allclose(got.double(), swapped.double(),
                                                                      atol=exercise.atol, rtol=exercise.rtol):
-                        return (f"Your values are right but dimensions {i} and {j} are swapped: "
-                                f"`.transpose({i}, {j})` (a layout such as (L, B, E) vs (B, L, E) not converted "
-                                "back?).")
-    return value_hint(exercise, case, expected, actual)
+                        return "generic/swapped-dims", (
+                            f"Your values are right but dimensions {i} and {j} are swapped: "
+                            f"`.transpose({i}, {j})` (a layout such as (L, B, E) vs (B, L, E) not converted "
+                            "back?).")
+    return _named_value_hint(exercise, case, expected, actual)
 
 
 def _sizes(inputs: dict[str, Any]) -> list[int]:
@@ -621,34 +687,39 @@ def _is_weights(want: torch.Tensor) -> bool:
     return bool((((rows - 1).abs() < 1e-4) | (rows.abs() < 1e-6)).all()) and bool(((rows - 1).abs() < 1e-4).any())
 
 
-def _weights_hint(name: str, got: torch.Tensor, want: torch.Tensor, sizes: Sequence[int]) -> str | None:
-    """Name what is wrong with attention weights: raw scores, unnormalised, a mask, or the scale."""
+def _weights_hint(name: str, got: torch.Tensor, want: torch.Tensor,
+                  sizes: Sequence[int]) -> tuple[str, str] | None:
+    """Name what is wrong with attention weights: raw scores, unnormalised, a mask, or the scale (id, hint)."""
     g, w = got.double(), want.double()
     if bool((g < -1e-6).any()):
-        return (f"Your `{name}` have negative entries, so they are not attention weights yet: they look like "
-                "the scores before the softmax. Turn each row into a distribution with "
-                "torch.softmax(scores, dim=-1).")
+        return "generic/raw-scores", (
+            f"Your `{name}` have negative entries, so they are not attention weights yet: they look like "
+            "the scores before the softmax. Turn each row into a distribution with "
+            "torch.softmax(scores, dim=-1).")
     live = (w.sum(dim=-1) - 1).abs() < 1e-4  # rows with at least one visible key
     blocked, got_zero = w == 0, g.abs() < 1e-12
     leak = blocked & ~got_zero & live[..., None]
     if bool(leak.any()):
         starved = ~blocked & got_zero & live[..., None]
         if bool(starved.any()) and int(starved.sum()) >= int((~blocked & live[..., None]).sum()) // 2:
-            return (f"Your `{name}` are zero where they should be positive and positive where they should be "
-                    "zero: the mask is inverted. Here True means *may attend* (as in F.scaled_dot_product_"
-                    "attention), and masked_fill fills where ITS mask is True, so fill where the mask is False "
-                    "(`~mask`).")
-        return (f"Your `{name}` give weight to keys that must get exactly 0 ({int(leak.sum())} entries: masked, "
-                "padded or future keys). Their scores must be -inf BEFORE the softmax: filling them with 0 (or "
-                "leaving them) still gives them a share, since exp(0) = 1; also check that the mask covers the "
-                "keys (the last axis), not the queries.")
+            return "generic/inverted-mask", (
+                f"Your `{name}` are zero where they should be positive and positive where they should be "
+                "zero: the mask is inverted. Here True means *may attend* (as in F.scaled_dot_product_"
+                "attention), and masked_fill fills where ITS mask is True, so fill where the mask is False "
+                "(`~mask`).")
+        return "generic/mask-leak", (
+            f"Your `{name}` give weight to keys that must get exactly 0 ({int(leak.sum())} entries: masked, "
+            "padded or future keys). Their scores must be -inf BEFORE the softmax: filling them with 0 (or "
+            "leaving them) still gives them a share, since exp(0) = 1; also check that the mask covers the "
+            "keys (the last axis), not the queries.")
     sums = g.sum(dim=-1)
     off = live & ((sums - 1).abs() > 1e-4)
     if bool(off.any()):
         idx = tuple(int(i) for i in off.nonzero()[0])
-        return (f"The rows of your `{name}` do not sum to 1 (row {idx} sums to {float(sums[idx]):.4g}): they are "
-                "not normalised. Divide exp(scores - max) by its row sum, or use torch.softmax(scores, dim=-1); "
-                "zeroing weights after the softmax also breaks the sum (mask the scores before it).")
+        return "generic/unnormalised", (
+            f"The rows of your `{name}` do not sum to 1 (row {idx} sums to {float(sums[idx]):.4g}): they are "
+            "not normalised. Divide exp(scores - max) by its row sum, or use torch.softmax(scores, dim=-1); "
+            "zeroing weights after the softmax also breaks the sum (mask the scores before it).")
     # Same support: is log(got) a multiple of log(want), row by row (a softmax of wrongly scaled scores)?
     both = (g > 1e-30) & (w > 1e-30) & live[..., None]
     if bool(both.any()) and bool((both == (~blocked & live[..., None])).all()):
@@ -661,10 +732,11 @@ def _weights_hint(name: str, got: torch.Tensor, want: torch.Tensor, sizes: Seque
         if denom > 1e-12:
             c = float((lg * lw).sum()) / denom
             if abs(c - 1) > 1e-3 and float(((lg - c * lw) ** 2).sum()) < 1e-6 * max(denom, 1.0):
-                return (f"Your `{name}` are a softmax of the right scores multiplied by {c:.4g}"
-                        f"{_name_factor(c, sizes)}: the scale is wrong. Divide q·k by sqrt(d_k), where d_k is "
-                        "the width of the queries and keys (of ONE head in multi-head attention, D = E / H). "
-                        + _PRECEDENCE + ".")
+                return "generic/wrong-scale", (
+                    f"Your `{name}` are a softmax of the right scores multiplied by {c:.4g}"
+                    f"{_name_factor(c, sizes)}: the scale is wrong. Divide q·k by sqrt(d_k), where d_k is "
+                    "the width of the queries and keys (of ONE head in multi-head attention, D = E / H). "
+                    + _PRECEDENCE + ".")
     return None
 
 
@@ -676,36 +748,49 @@ def value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
     unnormalised rows and a wrong scale (for attention weights); a constant factor; right values in
     the wrong places.
     """
+    named = _named_value_hint(exercise, case, expected, actual)
+    return named[1] if named else None
+
+
+def _named_value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
+                      actual: Sequence[torch.Tensor]) -> tuple[str, str] | None:
+    """`value_hint` with its id: ("generic/wrong-scale", hint), or None."""
     sizes = _sizes(case.inputs)
     if len(actual) != len(expected):
-        return (f"Return a tuple of {len(expected)} tensors in this order: {', '.join(exercise.output_names)} "
-                "(e.g. `return " + ", ".join(exercise.output_names) + "`), not one tensor or a stack of them.") \
+        return "generic/output-count", (
+            f"Return a tuple of {len(expected)} tensors in this order: {', '.join(exercise.output_names)} "
+            "(e.g. `return " + ", ".join(exercise.output_names) + "`), not one tensor or a stack of them.") \
             if all(n.isidentifier() for n in exercise.output_names) else \
             f"Return a tuple of {len(expected)} tensors: {', '.join(exercise.output_names)}."
     for name, want, got in zip(exercise.output_names, expected, actual, strict=False):
         if want.dtype == torch.bool and got.dtype != torch.bool:
-            return (f"`{name}` must be a bool tensor (True = may attend): build it with dtype=torch.bool or from "
-                    "a comparison (`<`, `>=`), or convert with `.bool()`. A float mask means something else "
-                    "to PyTorch: it is ADDED to the scores.")
+            return "generic/bool-mask-dtype", (
+                f"`{name}` must be a bool tensor (True = may attend): build it with dtype=torch.bool or from "
+                "a comparison (`<`, `>=`), or convert with `.bool()`. A float mask means something else "
+                "to PyTorch: it is ADDED to the scores.")
         if not (want.is_floating_point() or want.dtype == torch.bool) and got.is_floating_point():
-            return (f"`{name}` holds integer values (positions, token ids): return an integer tensor, e.g. "
-                    "torch.arange(...) without a float dtype, or `.long()`.")
+            return "generic/integer-dtype", (
+                f"`{name}` holds integer values (positions, token ids): return an integer tensor, e.g. "
+                "torch.arange(...) without a float dtype, or `.long()`.")
         if tuple(got.shape) != tuple(want.shape):
             if got.dim() < want.dim() and got.numel() < want.numel():
-                return (f"Your `{name}` {shape_str(got.shape)} has fewer dimensions than expected "
-                        f"{shape_str(want.shape)}: two tensors were combined entry by entry where one of them "
-                        "needed its own axis to broadcast into a grid (e.g. positions[None, :] < lengths[:, None] "
-                        "gives (B, S)), or a reduction dropped a dimension (keepdim=True keeps it).")
+                return "generic/missing-dim", (
+                    f"Your `{name}` {shape_str(got.shape)} has fewer dimensions than expected "
+                    f"{shape_str(want.shape)}: two tensors were combined entry by entry where one of them "
+                    "needed its own axis to broadcast into a grid (e.g. positions[None, :] < lengths[:, None] "
+                    "gives (B, S)), or a reduction dropped a dimension (keepdim=True keeps it).")
             if got.dim() == want.dim() + 1 and got.numel() == want.numel():
-                return (f"Your `{name}` has one dimension more than expected and the same number of entries: "
-                        "torch.stack (which adds a NEW axis) where torch.cat (which joins along an existing "
-                        "one) was meant?")
+                return "generic/stack-vs-cat", (
+                    f"Your `{name}` has one dimension more than expected and the same number of entries: "
+                    "torch.stack (which adds a NEW axis) where torch.cat (which joins along an existing "
+                    "one) was meant?")
             if got.dim() > 2 and tuple(got.shape) == tuple(reversed(want.shape)):
-                return "Your shape is the expected one reversed: " + _TRANSPOSE_ADVICE
+                return "generic/dot-t", "Your shape is the expected one reversed: " + _TRANSPOSE_ADVICE
             if got.dim() == want.dim() and got.numel() == want.numel():
-                return (f"Your `{name}` has the right number of entries in another shape: a reshape/view to "
-                        "the wrong sizes, or an axis moved to the wrong place. Write the shape after every line "
-                        "(e.g. `# (B, H, L, D)`) and compare.")
+                return "generic/wrong-reshape", (
+                    f"Your `{name}` has the right number of entries in another shape: a reshape/view to "
+                    "the wrong sizes, or an axis moved to the wrong place. Write the shape after every line "
+                    "(e.g. `# (B, H, L, D)`) and compare.")
             continue
         if not (want.is_floating_point() and got.is_floating_point()) or bool(torch.isnan(got).any()):
             continue
@@ -719,13 +804,15 @@ def value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.Tensor],
         if float((w * w).sum()) > 1e-12:
             c = float((g * w).sum() / (w * w).sum())
             if abs(c - 1) > 1e-3 and abs(c) > 1e-6 and torch.allclose(g, c * w, atol=1e-5, rtol=1e-4):
-                return (f"Your `{name}` are the expected values multiplied by {c:.4g}{_name_factor(c, sizes)}: "
-                        "a scale factor is off (the scale is 1/sqrt(d_k), d_k = the query/key width). "
-                        + _PRECEDENCE + ".")
+                return "generic/scaled-values", (
+                    f"Your `{name}` are the expected values multiplied by {c:.4g}{_name_factor(c, sizes)}: "
+                    "a scale factor is off (the scale is 1/sqrt(d_k), d_k = the query/key width). "
+                    + _PRECEDENCE + ".")
         if want.numel() > 1 and torch.allclose(g.sort().values, w.sort().values, atol=1e-5, rtol=1e-4):
-            return (f"Your `{name}` holds the right numbers in the wrong places: a reshape/view that mixes "
-                    "axes. Move axes with transpose/permute BEFORE reshaping (split: (B, L, E) -> (B, L, H, D) -> "
-                    "(B, H, L, D); merge: the reverse), and check the order of the axes.")
+            return "generic/scrambled-values", (
+                f"Your `{name}` holds the right numbers in the wrong places: a reshape/view that mixes "
+                "axes. Move axes with transpose/permute BEFORE reshaping (split: (B, L, E) -> (B, L, H, D) -> "
+                "(B, H, L, D); merge: the reverse), and check the order of the axes.")
     return None
 
 

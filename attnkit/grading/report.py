@@ -1,4 +1,5 @@
-"""What the grader writes: grades.csv, gradebook.csv, feedback/<student>.md, gradescope/<student>.json.
+"""What the grader writes: grades.csv, gradebook.csv, feedback/<student>.md, gradescope/<student>.json,
+and the class report (class_report.py).
 
 Every message comes from `ExerciseReport.render()`, the self-check's own text, which never shows a
 hidden case's inputs; the notebook notes name cells and errors, never test code.
@@ -18,7 +19,8 @@ from attnkit.grading.statuses import EXPLANATIONS, LIMITS, Status, Verdict
 __all__ = ["Row", "rows", "write_all", "feedback_markdown", "gradescope_results", "render_summary",
            "sandbox_lines", "GRADES_COLUMNS"]
 
-GRADES_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message"]
+# `misconception`: the id of the hint the message gives ("1.2/divided-by-d-k", "generic/wrong-axis"), or "".
+GRADES_COLUMNS = ["student", "notebook", "exercise", "points", "max_points", "status", "message", "misconception"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class Row:
     max_points: float
     status: str
     message: str
+    misconception: str = ""  # id of the hint in `message`, "" when it gives none
 
 
 def _num(x: float) -> str:
@@ -46,7 +49,8 @@ def rows(grading) -> list[Row]:
             result = grading.results.get((student, notebook))
             for report in result.reports if result else []:
                 ex = report.exercise
-                out.append(Row(student, notebook, ex.id, report.points, ex.points, report.status, report.render()))
+                out.append(Row(student, notebook, ex.id, report.points, ex.points, report.status, report.render(),
+                               getattr(report, "misconception", "")))
         for stray in grading.discovery.strays:
             if stray.student == student:
                 out.append(Row(student, "", "", 0.0, 0.0, stray.status, f"{stray.name}: {stray.message}"))
@@ -60,8 +64,8 @@ def write_all(grading) -> None:
     out.mkdir(parents=True, exist_ok=True)  # where student code ran unisolated it may have removed it
     all_rows = rows(grading)
     _write_csv(out / "grades.csv", GRADES_COLUMNS,
-               ([r.student, r.notebook, r.exercise, _num(r.points), _num(r.max_points), r.status, r.message]
-                for r in all_rows))
+               ([r.student, r.notebook, r.exercise, _num(r.points), _num(r.max_points), r.status, r.message,
+                 r.misconception] for r in all_rows))
     notebooks = grading.options.notebooks
     stems = [Path(n).stem for n in notebooks]
     book = []
@@ -85,6 +89,12 @@ def write_all(grading) -> None:
         for path in (out / folder).iterdir():
             if path.name not in keep and path.suffix in (".md", ".json") and path.is_file():
                 path.unlink()
+    from attnkit.grading.class_report import ReportError, write_class_report
+
+    try:  # from the grades.csv just written, exactly as `attnkit report OUT` would
+        write_class_report(out)
+    except (ReportError, OSError) as err:
+        grading.summary.warnings.append(f"class report not written: {err}")
 
 
 def _write_csv(path: Path, header: list[str], body: Iterable[list[str]]) -> None:
@@ -185,7 +195,8 @@ def render_summary(summary) -> str:
     lines += sandbox_lines(summary.measures)
     lines += [f"Warning: {w}" for w in summary.warnings]
     if summary.out is not None:
-        lines.append(f"Wrote {summary.out}/grades.csv, gradebook.csv, feedback/, gradescope/.")
+        lines.append(f"Wrote {summary.out}/grades.csv, gradebook.csv, class-report.html, class-report.md, "
+                     "feedback/, gradescope/.")
     return "\n".join(lines)
 
 

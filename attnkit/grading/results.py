@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from attnkit.checks import exercises_for
-from attnkit.checks.core import ERROR, NOT_IMPLEMENTED, PASSED, Case, Exercise, ExerciseReport, Ran, judge
+from attnkit.checks.core import ERROR, GENERIC_IDS, NOT_IMPLEMENTED, PASSED, Case, Exercise, ExerciseReport, Ran, judge
 from attnkit.grading import contract
 from attnkit.grading.contract import Outcome, Stage, Step
 from attnkit.grading.diagnose import first_line, internal_error, why_it_ended
@@ -175,23 +175,26 @@ def _report(grading: Grading, ex: Exercise, data: dict, outputs: Path, cells: di
     block = _load_outputs(outputs)
     report = ExerciseReport(ex)
     for case, want, entry in zip(cases, expected, results, strict=True):
-        report.results.append(judge(ex, case, want, _ran(entry, block)))
+        report.results.append(judge(ex, case, want, _ran(ex, entry, block)))
     return report
 
 
-def _ran(entry: object, block: bytes) -> Ran:
+def _ran(ex: Exercise, entry: object, block: bytes) -> Ran:
     """Rebuild core.Ran from the worker's description: only known statuses, only real tensors."""
     if not isinstance(entry, dict):
         return Ran(ERROR, message="The grader could not read this result.")
     status = entry.get("status") if entry.get("status") in (PASSED, ERROR, NOT_IMPLEMENTED) else ERROR
     message = str(entry.get("message", ""))[:4000]
+    named = entry.get("misconception")
+    misconception = named if status == ERROR and isinstance(named, str) and (
+        named in GENERIC_IDS or named in ex.misconception_ids()) else ""
     outputs = []
     for out in entry.get("outputs", []) if status == PASSED else []:
         tensor = _tensor(out, block)
         if tensor is None:
             return Ran(ERROR, message="The grader could not read what your function returned.")
         outputs.append(tensor)
-    return Ran(status, tuple(outputs), message)
+    return Ran(status, tuple(outputs), message, misconception)
 
 
 def _missing_message(ex: Exercise, cells: dict | None) -> str:

@@ -355,6 +355,8 @@ def to_bytes(ran_list: list[Ran], max_bytes: int) -> tuple[bytes, list[dict]]:
     results, total = [], 0
     for ran in ran_list:
         entry: dict[str, Any] = {"status": ran.status, "message": ran.message[:_MESSAGE_CHARS], "outputs": []}
+        if ran.misconception:  # the id of the hint in the message (the grader checks it names a known one)
+            entry["misconception"] = ran.misconception
         if ran.status == PASSED:
             size = sum(t.numel() * t.element_size() for t in ran.outputs)
             if total + size > max_bytes:

@@ -15,7 +15,8 @@ here, in `grade()`'s signature; the CLI passes on only what the instructor typed
     run_sandboxed       each notebook in a sandboxed worker (sandbox.py, worker.py); judge the
                         returned tensors here, in the grader (attnkit.checks.core.judge); after
                         each, restore what it changed outside its sandbox and mark it "tampered"
-    write_reports       grades.csv, gradebook.csv, feedback/, gradescope/ (report.py)
+    write_reports       grades.csv, gradebook.csv, feedback/, gradescope/ (report.py) and the class
+                        report of misconceptions, class-report.html/.md (class_report.py)
 """
 
 from __future__ import annotations

@@ -261,3 +261,31 @@ def test_the_html_report_is_self_contained(planted):
         assert picture.format == "PNG" and picture.size[0] > 100
     assert all(not any(k in ("href", "src", "style") for k in attrs) for tag, found in seen.items()
                for attrs in found if tag != "img")
+
+
+def test_the_html_report_opens_in_a_real_browser_and_shows_its_plots(planted):
+    """Headless Chromium (as tests/test_browser.py) opens the file from disk: no console error, every plot drawn."""
+    import browser_helpers as bh
+
+    reason = bh.browser_unavailable_reason()
+    if reason:
+        bh.skip_or_fail(reason)
+    from playwright.sync_api import sync_playwright
+
+    out, _, _ = planted
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=bh.CHROMIUM, headless=True, args=bh.CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto((out / "class-report.html").resolve().as_uri())
+            page.wait_for_load_state("load")
+            sizes = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.complete, i.naturalWidth])")
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    assert errors == []
+    assert len(sizes) == 3 and all(done and width > 100 for done, width in sizes), sizes
+    assert "1.2/divided-by-d-k" in text  # a planted misconception, as the instructor reads it

@@ -91,8 +91,8 @@ def _cross_cases(gen: torch.Generator) -> list[Case]:
                            "W_k": randn(gen, D, E), "W_v": randn(gen, Dv, E), "memory_mask": _lengths_mask(lengths, S)})
 
     return [
-        case("L=3 target tokens, S=5 source tokens, source lengths [5, 3]", 2, 3, 5, [5, 3]),
         case("L = S = 4, source lengths [4, 2]", 2, 4, 4, [4, 2]),
+        case("L=3 target tokens, S=5 source tokens, source lengths [5, 3]", 2, 3, 5, [5, 3]),
         case("one sentence, L=2, S=6, no padding", 1, 2, 6, [6]),
     ]
 

@@ -22,8 +22,12 @@ import torch.nn.functional as F
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.gpt import GPT, GPTConfig
 
-__all__ = ["CharVocab", "docs_text", "bigram_loss", "char_batch", "evaluate_loss", "train_char_gpt",
+__all__ = ["CHAR_GPT_CONFIG", "CharVocab", "docs_text", "bigram_loss", "char_batch", "evaluate_loss", "train_char_gpt",
            "save_char_gpt", "load_char_gpt", "TrainLog"]
+
+# The chapter's model (scripts/train_char_gpt.py trains it): 4 layers, 4 heads, width 64, 64 characters
+# of context, about 0.2 M parameters; vocab_size comes from the text.
+CHAR_GPT_CONFIG = {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 64}
 
 
 def docs_text() -> str:

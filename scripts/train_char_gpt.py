@@ -14,13 +14,11 @@ from pathlib import Path
 
 import torch
 
-from attnkit.char_gpt import CharVocab, bigram_loss, docs_text, save_char_gpt, train_char_gpt
+from attnkit.char_gpt import CHAR_GPT_CONFIG, CharVocab, bigram_loss, docs_text, save_char_gpt, train_char_gpt
 from attnkit.gpt import GPT, GPTConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The chapter's model: 4 layers, 4 heads, width 64, 64 characters of context (~0.2 M parameters).
-CONFIG = dict(block_size=64, n_layer=4, n_head=4, n_embd=64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     bigram = bigram_loss(train_ids, val_ids, len(vocab))
 
     torch.manual_seed(args.seed)
-    model = GPT(GPTConfig(vocab_size=len(vocab), **CONFIG))
+    model = GPT(GPTConfig(vocab_size=len(vocab), **CHAR_GPT_CONFIG))
     log = train_char_gpt(model, train_ids, val_ids, steps=args.steps, eval_every=250, seed=args.seed)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params:,} parameters, {args.steps} steps in {log.seconds:.0f} s")

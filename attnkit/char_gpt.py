@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,12 +23,14 @@ import torch.nn.functional as F
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.gpt import GPT, GPTConfig
 
-__all__ = ["CHAR_GPT_CONFIG", "CharVocab", "docs_text", "bigram_loss", "char_batch", "evaluate_loss", "train_char_gpt",
-           "save_char_gpt", "load_char_gpt", "TrainLog"]
+__all__ = ["CHAR_GPT_CONFIG", "CHECKPOINT", "CharVocab", "TrainLog", "attention_weights", "bigram_loss", "char_batch",
+           "docs_text", "evaluate_loss", "load_char_gpt", "save_char_gpt", "train_char_gpt"]
 
 # The chapter's model (scripts/train_char_gpt.py trains it): 4 layers, 4 heads, width 64, 64 characters
 # of context, about 0.2 M parameters; vocab_size comes from the text.
 CHAR_GPT_CONFIG = {"block_size": 64, "n_layer": 4, "n_head": 4, "n_embd": 64}
+# Where scripts/train_char_gpt.py writes the trained model, and load_char_gpt() finds it.
+CHECKPOINT = Path(__file__).resolve().parents[1] / "chapters" / "data" / "char_gpt.pt"
 
 
 def docs_text() -> str:
@@ -145,10 +148,11 @@ class TrainLog:
 def train_char_gpt(
     model: GPT, train_ids: torch.Tensor, val_ids: torch.Tensor, *, steps: int, batch_size: int = 32,
     lr: float = 3e-3, eval_every: int = 100, seed: int = 0, log: TrainLog | None = None,
+    on_eval: Callable[[int, float], None] | None = None,
 ) -> TrainLog:
     """Train `model` on windows of `train_ids` with AdamW and a cosine learning-rate decay; seeded.
 
-    Pass the `log` of an earlier run to continue its step count.
+    Pass the `log` of an earlier run to continue its step count; `on_eval(step, val_loss)` hears each evaluation.
 
     Shapes: train_ids (N,), val_ids (M,) -> TrainLog.
 
@@ -181,6 +185,8 @@ def train_char_gpt(
         if (i + 1) % eval_every == 0 or i + 1 == steps:
             log.val_steps.append(first + i)
             log.val_loss.append(evaluate_loss(model, val_ids))
+            if on_eval is not None:
+                on_eval(first + i, log.val_loss[-1])
             model.train()
     model.eval()
     log.seconds += time.perf_counter() - start
@@ -199,8 +205,8 @@ def save_char_gpt(path: str | Path, model: GPT, vocab: CharVocab, log: TrainLog,
                 "log": asdict(log), "info": info}, path)
 
 
-def load_char_gpt(path: str | Path) -> tuple[GPT, CharVocab, TrainLog, dict]:
-    """Load what `save_char_gpt` wrote: the model (float32, eval mode), vocabulary, log and info.
+def load_char_gpt(path: str | Path = CHECKPOINT) -> tuple[GPT, CharVocab, TrainLog, dict]:
+    """Load what `save_char_gpt` wrote (default: chapter 6's checkpoint): model (float32, eval), vocab, log, info.
 
     Shapes: -> (GPT, CharVocab, TrainLog, dict).
 
@@ -212,3 +218,34 @@ def load_char_gpt(path: str | Path) -> tuple[GPT, CharVocab, TrainLog, dict]:
     state["lm_head.weight"] = state["transformer.wte.weight"]
     model.load_state_dict(state)
     return model.eval(), CharVocab(saved["chars"]), TrainLog(**saved["log"]), saved["info"]
+
+
+@torch.no_grad()
+def attention_weights(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """Every head's attention weights in every layer of an `attnkit.GPT` on `idx` (no cache).
+
+    Recomputes softmax(q k^T / sqrt(D) + causal mask) from each layer's input, since the model's fused
+    attention does not return its weights; the layer outputs are the model's own.
+
+    Shapes: idx (B, L) -> (n_layer, B, H, L, L).
+
+    See chapters/06_transformer_block.ipynb.
+    """
+    from attnkit.attention import scaled_dot_product_attention
+    from attnkit.masks import causal_mask
+
+    expect_tensor("idx", idx)
+    if idx.dim() != 2 or idx.is_floating_point():
+        raise ValueError(f"Expected `idx` to be integer token ids of shape (B, L) but got {shape_str(idx.shape)}")
+    B, L = idx.shape
+    H = model.config.n_head
+    x = model.transformer.wte(idx) + model.transformer.wpe.weight[:L]  # (B, L, E)
+    maps = []
+    for block in model.transformer.h:
+        E = x.shape[-1]
+        q, k, _ = block.attn.c_attn(block.ln_1(x)).split(E, dim=-1)  # 2 x (B, L, E)
+        q, k = (t.view(B, L, H, E // H).transpose(1, 2) for t in (q, k))  # (B, H, L, D)
+        _, weights = scaled_dot_product_attention(q, k, k, attn_mask=causal_mask(L))  # (B, H, L, L)
+        maps.append(weights)
+        x = block(x)  # (B, L, E)
+    return torch.stack(maps)  # (n_layer, B, H, L, L)

@@ -14,11 +14,16 @@ from pathlib import Path
 
 import torch
 
-from attnkit.char_gpt import CHAR_GPT_CONFIG, CharVocab, bigram_loss, docs_text, save_char_gpt, train_char_gpt
+from attnkit.char_gpt import (
+    CHAR_GPT_CONFIG,
+    CHECKPOINT,
+    CharVocab,
+    bigram_loss,
+    docs_text,
+    save_char_gpt,
+    train_char_gpt,
+)
 from attnkit.gpt import GPT, GPTConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=ROOT / "chapters" / "data" / "char_gpt.pt")
+    parser.add_argument("--out", type=Path, default=CHECKPOINT)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -39,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     model = GPT(GPTConfig(vocab_size=len(vocab), **CHAR_GPT_CONFIG))
-    log = train_char_gpt(model, train_ids, val_ids, steps=args.steps, eval_every=250, seed=args.seed)
+    print(f"bigram baseline {bigram:.3f} nats/char; training {args.steps} steps", flush=True)
+    log = train_char_gpt(model, train_ids, val_ids, steps=args.steps, eval_every=250, seed=args.seed,
+                         on_eval=lambda step, val: print(f"step {step + 1}: validation {val:.3f}", flush=True))
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params:,} parameters, {args.steps} steps in {log.seconds:.0f} s")
     print(f"validation loss {log.val_loss[-1]:.3f} nats/char, bigram baseline {bigram:.3f}")

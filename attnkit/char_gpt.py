@@ -54,6 +54,8 @@ class CharVocab:
     """
 
     def __init__(self, chars: str) -> None:
+        if not isinstance(chars, str) or not chars:
+            raise TypeError(f"Expected `chars` to be a non-empty str but got {type(chars).__name__}")
         self.chars = "".join(sorted(set(chars)))
         self._index = {c: i for i, c in enumerate(self.chars)}
 
@@ -200,6 +202,8 @@ def save_char_gpt(path: str | Path, model: GPT, vocab: CharVocab, log: TrainLog,
 
     See chapters/06_transformer_block.ipynb.
     """
+    if not isinstance(model, GPT):
+        raise TypeError(f"Expected `model` to be an attnkit.GPT but got {type(model).__name__}")
     state = {name: w.half() for name, w in model.state_dict().items() if name != "lm_head.weight"}  # tied to wte
     torch.save({"config": asdict(model.config), "chars": vocab.chars, "state_dict": state,
                 "log": asdict(log), "info": info}, path)

@@ -86,6 +86,8 @@ def reversal_batch(batch_size: int, S: int, vocab_size: int, *, min_len: int = 1
 
     See chapters/06_transformer_block.ipynb.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Expected `batch_size` to be a positive int but got {batch_size!r}")
     if not 1 <= min_len <= S:
         raise ValueError(f"Expected `min_len` in 1 .. S={S} but got {min_len}")
     if vocab_size < 2:
@@ -120,7 +122,13 @@ class Seq2SeqReverser(nn.Module):
 
     def forward(self, source: torch.Tensor, source_mask: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        expect_tensor("source", source)
+        if source.dim() != 2 or source.is_floating_point() or source.dtype == torch.bool:
+            raise ValueError(f"Expected `source` to be token ids of shape (B, S) but got shape "
+                             f"{shape_str(source.shape)} of dtype {source.dtype}")
         B, S = source.shape
+        if S > self.src_pos.num_embeddings:
+            raise ValueError(f"Expected `source` of at most S={self.src_pos.num_embeddings} positions but got {S}")
         memory = self.tok(source) + self.src_pos.weight[:S]  # (B, S, E): the encoder's output
         queries = self.tgt_pos.weight[:S].expand(B, S, -1)  # (B, L=S, E)
         out, weights = self.cross(queries, memory, source_mask)  # (B, L, E), (B, H, L, S)
@@ -135,6 +143,10 @@ def train_reverser(model: Seq2SeqReverser, steps: int = 300, *, batch_size: int 
 
     See chapters/06_transformer_block.ipynb.
     """
+    if not isinstance(model, Seq2SeqReverser):
+        raise TypeError(f"Expected `model` to be a Seq2SeqReverser but got {type(model).__name__}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"Expected `steps` to be a positive int but got {steps!r}")
     gen = torch.Generator().manual_seed(seed)
     vocab_size, S = model.tok.num_embeddings, model.src_pos.num_embeddings
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)

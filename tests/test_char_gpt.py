@@ -31,6 +31,8 @@ def test_docs_text_and_vocab_round_trip():
     assert vocab.decode(vocab.encode(sample)) == sample
     with pytest.raises(ValueError, match="`text`"):
         CharVocab("abc").encode("abd")
+    with pytest.raises(TypeError, match="`chars`"):
+        CharVocab(["a", "b"])
 
 
 def test_bigram_loss_is_the_smoothed_count_model():
@@ -66,6 +68,8 @@ def test_training_lowers_the_loss_and_saving_keeps_the_model(tmp_path):
     torch.testing.assert_close(loaded(x), model(x), atol=2e-2, rtol=1e-2)  # float16 weights
     with pytest.raises(ValueError, match="`steps`"):
         train_char_gpt(model, ids, ids, steps=0)
+    with pytest.raises(TypeError, match="`model`"):
+        save_char_gpt(tmp_path / "n.pt", "model", CharVocab("abcd"), log)
 
 
 def test_attention_weights_are_the_models_own():

@@ -64,6 +64,11 @@ def test_reverser_learns_the_anti_diagonal():
      TypeError, "`memory_mask`"),
     (lambda: reversal_batch(2, 4, 1), ValueError, "`vocab_size`"),
     (lambda: reversal_batch(2, 4, 5, min_len=5), ValueError, "`min_len`"),
+    (lambda: reversal_batch(0, 4, 5), ValueError, "`batch_size`"),
+    (lambda: Seq2SeqReverser(5, 4)(torch.zeros(2, 4)), ValueError, "`source`"),
+    (lambda: Seq2SeqReverser(5, 4)(torch.zeros(2, 6, dtype=torch.long)), ValueError, "`source`"),
+    (lambda: train_reverser(Seq2SeqReverser(5, 4), 0), ValueError, "`steps`"),
+    (lambda: train_reverser("model"), TypeError, "`model`"),
 ])
 def test_bad_input_names_the_argument(call, error, name):
     with pytest.raises(error, match=name):

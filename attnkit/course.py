@@ -38,9 +38,9 @@ def course_root() -> Path:
 
 
 def course_files(root: Path | None = None) -> list[Path]:
-    """The student course, as paths relative to `root`: the chapters, their figures and the exercises."""
+    """The student course, as paths relative to `root`: the chapters, their figures and data, the exercises."""
     root = course_root() if root is None else root
-    patterns = ("chapters/*.ipynb", "chapters/figures/*.svg", "exercises/*.ipynb")
+    patterns = ("chapters/*.ipynb", "chapters/figures/*.svg", "chapters/data/*.pt", "exercises/*.ipynb")
     return sorted(path.relative_to(root) for pattern in patterns for path in root.glob(pattern))
 
 

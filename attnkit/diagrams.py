@@ -689,6 +689,79 @@ def cache_growth(prompt: Sequence[str] = ("the", "robots", "that", "the", "child
 __all__ += ["cache_positions", "cache_panel", "cache_growth"]
 
 
+# ---------------------------------------------------------------------------------------------------
+# Chapter 6: positions, cross-attention and the Transformer block
+# ---------------------------------------------------------------------------------------------------
+
+
+def _add_node(ax, x: float, y: float) -> None:
+    from matplotlib.patches import Circle
+
+    ax.add_patch(Circle((x, y), 0.22, facecolor="white", edgecolor=COLORS["text"], lw=1.2))
+    ax.text(x, y, "+", ha="center", va="center", fontsize=12)
+
+
+def _block_flow(ax, x: float, title: str, steps: Sequence[tuple[str, str, str]], residual_from: dict[int, int],
+                note: str) -> None:
+    """A column of boxes, bottom to top; `steps` are (kind, text, colour) with kind "box" or "add";
+    residual_from maps the index of an "add" step to the index of the step whose input it adds back."""
+    y, width, centres = 0.9, 3.4, []
+    ax.text(x + width / 2, 0.35, "x (B, L, E)", ha="center", va="center", fontsize=9)
+    for kind, text, color in steps:
+        if kind == "add":
+            centres.append(y + 0.3)
+            _add_node(ax, x + width / 2, y + 0.3)
+            y += 0.6
+        else:
+            centres.append(y + 0.35)
+            box(ax, x, y, width, 0.7, text, color=color, fontsize=8.5)
+            y += 0.7
+        y += 0.45
+    for i in range(len(steps) - 1):  # the main path
+        top_i = centres[i] + (0.22 if steps[i][0] == "add" else 0.35)
+        bottom_next = centres[i + 1] - (0.22 if steps[i + 1][0] == "add" else 0.35)
+        arrow(ax, (x + width / 2, top_i), (x + width / 2, bottom_next))
+    arrow(ax, (x + width / 2, 0.5), (x + width / 2, centres[0] - (0.22 if steps[0][0] == "add" else 0.35)))
+    for add, source in residual_from.items():  # the residual: around the sublayer, to the + node
+        start_y = centres[source] - (0.22 if steps[source][0] == "add" else 0.35) - 0.2
+        side = x + width + 0.35
+        ax.plot([x + width / 2, side, side], [start_y, start_y, centres[add]], color=COLORS["output"], lw=1.4)
+        arrow(ax, (side, centres[add]), (x + width / 2 + 0.22, centres[add]), color=COLORS["output"])
+    arrow(ax, (x + width / 2, centres[-1] + (0.22 if steps[-1][0] == "add" else 0.35)), (x + width / 2, y + 0.05))
+    ax.text(x + width / 2, y + 0.1, "output (B, L, E)", ha="center", va="bottom", fontsize=9)
+    ax.text(x + width / 2, y + 0.55, title, ha="center", va="bottom", fontsize=11, weight="bold")
+    ax.text(x + width / 2, 0.05, note, ha="center", va="top", fontsize=8)
+
+
+@figure("06_pre_post_norm")
+def pre_post_norm():
+    """GPT-2's pre-norm block beside the original post-norm one, with the chapter's sizes; red = the residual path.
+
+    Shapes: x (B, L, E) -> attention (H heads of D = E / H) -> MLP (E -> 4E -> E) -> (B, L, E).
+    See chapters/06_transformer_block.ipynb.
+    """
+    from attnkit.char_gpt import CHAR_GPT_CONFIG
+
+    E, H = CHAR_GPT_CONFIG["n_embd"], CHAR_GPT_CONFIG["n_head"]
+    attention = f"causal self-attention\nH = {H} heads of D = {E // H}"
+    mlp = f"MLP: E = {E} -> 4E = {4 * E} -> {E}\n(GELU in between)"
+    ln = COLORS["weight"]
+    fig, ax = canvas(10.4, 8.6)
+    ax.set_ylim(-0.9, 8.6)
+    _block_flow(ax, 0.5, "pre-norm (GPT-2)",
+                [("box", "LayerNorm ln_1", ln), ("box", attention, COLORS["query"]), ("add", "", ""),
+                 ("box", "LayerNorm ln_2", ln), ("box", mlp, COLORS["value"]), ("add", "", "")],
+                {2: 0, 5: 3}, "x = x + attn(ln_1(x))\nx = x + mlp(ln_2(x))\nthe stream x is never normalised")
+    _block_flow(ax, 5.9, "post-norm (2017)",
+                [("box", attention, COLORS["query"]), ("add", "", ""), ("box", "LayerNorm ln_1", ln),
+                 ("box", mlp, COLORS["value"]), ("add", "", ""), ("box", "LayerNorm ln_2", ln)],
+                {1: 0, 4: 3}, "x = ln_1(x + attn(x))\nx = ln_2(x + mlp(x))\nevery sum passes through a norm")
+    return fig
+
+
+__all__ += ["pre_post_norm"]
+
+
 if __name__ == "__main__":
     import matplotlib
 

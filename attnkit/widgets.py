@@ -931,3 +931,131 @@ def training_explorer(
         return fig, f"example {example.value}, step {step.value}: weight on the match {data['on_match']:.3f}"
 
     return _explorer([step, example], draw, shown=[widgets.HBox([step, example])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 6: positions and sampling (explorers for chapters/06_transformer_block.ipynb)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["rope_offset_explorer", "rope_offset_explorer_data", "sampling_explorer", "sampling_explorer_data"]
+
+
+def rope_offset_explorer_data(offset: int, cache_bug: bool = False, *, S: int = 8, D: int = 16,
+                              seed: int = 0) -> dict[str, Any]:
+    """Scores of the newest query against S keys whose positions all start at `offset`: sinusoidal vs RoPE.
+
+    Sinusoidal: position vectors are added to q and k, so the scores change when every position shifts.
+    RoPE: q and k are rotated by their positions, so the scores depend only on the offsets and stay put;
+    with `cache_bug` the query is rotated as position S - 1 (as if the cache started at 0) while the
+    cached keys kept their true positions offset .. offset + S - 1, and the scores change.
+
+    Shapes: -> dict: "sinusoidal", "sinusoidal_at_0", "rope", "rope_at_0" (S,) scores, "key_positions" (S,),
+    "query_position" int (where the query was rotated).
+
+    See chapters/06_transformer_block.ipynb.
+    """
+    import torch
+
+    from attnkit.positions import apply_rope, sinusoidal_positions
+
+    if not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"Expected `offset` to be a non-negative int but got {offset!r}")
+    gen = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(1, 1, 1, D, generator=gen), torch.randn(1, 1, S, D, generator=gen)  # (1, 1, 1, D), (1, 1, S, D)
+    pe = sinusoidal_positions(offset + S, D)[offset:]  # (S, D): the positions offset .. offset + S - 1
+    pe_0 = sinusoidal_positions(S, D)  # (S, D): the positions 0 .. S - 1
+    sinusoidal = ((q[0, 0] + 2 * pe[-1]) @ (k[0, 0] + 2 * pe).T)[0] / D ** 0.5  # (S,): positions added (x 2: visible)
+    sinusoidal_at_0 = ((q[0, 0] + 2 * pe_0[-1]) @ (k[0, 0] + 2 * pe_0).T)[0] / D ** 0.5  # (S,)
+    query_position = S - 1 if cache_bug else offset + S - 1
+    rope = (apply_rope(q, query_position) @ apply_rope(k, offset).transpose(-2, -1))[0, 0, 0] / D ** 0.5  # (S,)
+    rope_at_0 = (apply_rope(q, S - 1) @ apply_rope(k, 0).transpose(-2, -1))[0, 0, 0] / D ** 0.5  # (S,)
+    return {"sinusoidal": sinusoidal, "sinusoidal_at_0": sinusoidal_at_0, "rope": rope, "rope_at_0": rope_at_0,
+            "key_positions": torch.arange(offset, offset + S), "query_position": query_position}
+
+
+def rope_offset_explorer(*, S: int = 8, D: int = 16, max_offset: int = 64) -> ipywidgets.VBox:
+    """Slide every position by an offset and watch the newest query's scores: sinusoidal moves, RoPE does not.
+
+    Controls: "offset" (where the sequence starts) and "cache bug" (the query rotated as if the cache
+    started at position 0). The grey dots are each method's scores at offset 0.
+
+    Shapes: one query (D,) against S keys (S, D) -> widget.
+
+    See chapters/06_transformer_block.ipynb.
+    """
+    import ipywidgets as widgets
+
+    offset = widgets.IntSlider(description="offset", min=0, max=max_offset, value=0)
+    bug = widgets.Checkbox(description="cache bug", value=False)
+
+    def draw() -> tuple[Figure, str]:
+        data = rope_offset_explorer_data(offset.value, bug.value, S=S, D=D)
+        fig = _figure(9, 3)
+        ax_sin, ax_rope = fig.subplots(1, 2)
+        keys = list(range(S))
+        ax_sin.bar(keys, data["sinusoidal"].tolist(), color="tab:blue")
+        ax_sin.plot(keys, data["sinusoidal_at_0"].tolist(), "o--", color="grey", label="at offset 0")
+        ax_sin.legend(loc="lower left", fontsize=8)
+        ax_sin.set(title=f"sinusoidal (added): keys at {offset.value}..{offset.value + S - 1}",
+                   xlabel="key (j-th of the S keys)", ylabel="score q . k / sqrt(D)")
+        ax_rope.bar(keys, data["rope"].tolist(), color="tab:red" if bug.value else "tab:green")
+        ax_rope.plot(keys, data["rope_at_0"].tolist(), "o--", color="grey", label="RoPE at offset 0")
+        where = f"query rotated as position {data['query_position']}"
+        ax_rope.set(title=f"RoPE: {where}" + (" (bug!)" if bug.value else ""), xlabel="key (j-th of the S keys)")
+        ax_rope.legend(loc="lower left", fontsize=8)
+        change = float((data["rope"] - data["rope_at_0"]).abs().max())
+        return fig, (f"offset {offset.value}, cache bug {bug.value}: RoPE scores moved by at most {change:.3f}; "
+                     f"sinusoidal scores {[round(v, 2) for v in data['sinusoidal'].tolist()]}")
+
+    return _explorer([offset, bug], draw, shown=[widgets.HBox([offset, bug])])
+
+
+def sampling_explorer_data(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                           top_p: float = 1.0) -> dict[str, Any]:
+    """The distribution a sampler draws the next token from, after temperature, top-k (0 = off) and top-p.
+
+    "tempered" is the distribution after the temperature alone, before the filters.
+
+    Shapes: logits (V,) -> dict: "probs" (V,), "tempered" (V,), "kept" (V,) bool, "entropy" float (nats).
+
+    See chapters/06_transformer_block.ipynb.
+    """
+    from attnkit.sampling import sampling_probs
+
+    probs = sampling_probs(logits[None], temperature, top_k or None, top_p if top_p < 1.0 else None)[0]  # (V,)
+    tempered = sampling_probs(logits[None], temperature)[0]  # (V,)
+    return {"probs": probs, "tempered": tempered, "kept": probs > 0, "entropy": float(_entropy(probs))}
+
+
+def sampling_explorer(logits: torch.Tensor, labels: Sequence[str]) -> ipywidgets.VBox:
+    """Move temperature, top-k and top-p and watch which next tokens stay possible, and how likely.
+
+    Controls: "temperature", "top-k" (0 = off), "top-p" (1 = off). Bars of dropped tokens vanish.
+
+    Shapes: logits (V,), labels V strings -> widget.
+
+    See chapters/06_transformer_block.ipynb.
+    """
+    import ipywidgets as widgets
+
+    names = _labels(labels, logits.shape[-1], "labels")
+    temperature = widgets.FloatSlider(description="temperature", min=0.1, max=3.0, step=0.1, value=1.0)
+    top_k = widgets.IntSlider(description="top-k", min=0, max=len(names), value=0)
+    top_p = widgets.FloatSlider(description="top-p", min=0.05, max=1.0, step=0.05, value=1.0)
+
+    def draw() -> tuple[Figure, str]:
+        data = sampling_explorer_data(logits, temperature.value, top_k.value, top_p.value)
+        fig = _figure(9, 2.8)
+        ax = fig.subplots()
+        ax.bar(range(len(names)), data["tempered"].tolist(), color="none", edgecolor="grey", ls="--",
+               label="after temperature only")
+        ax.bar(range(len(names)), data["probs"].tolist(), color="tab:blue", label="what is sampled from")
+        ax.legend(loc="upper right", fontsize=8)
+        ax.set_xticks(range(len(names)), labels=names)
+        ax.set(ylim=(0, 1), ylabel="probability", title=f"T = {temperature.value:.1f}, top-k = {top_k.value or 'off'}, "
+               f"top-p = {top_p.value:.2f}: {int(data['kept'].sum())} tokens possible, entropy "
+               f"{data['entropy']:.2f} nats")
+        kept = [n for n, k in zip(names, data["kept"].tolist(), strict=True) if k]
+        return fig, f"T {temperature.value:.1f}, top-k {top_k.value}, top-p {top_p.value:.2f}: possible {kept}"
+
+    return _explorer([temperature, top_k, top_p], draw, shown=[widgets.HBox([temperature, top_k, top_p])])

@@ -20,10 +20,10 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_the_course_is_every_chapter_figure_and_exercise_and_no_solution():
+def test_the_course_is_every_chapter_figure_data_file_and_exercise_and_no_solution():
     files = {str(f) for f in course.course_files()}
-    expected = {str(p.relative_to(REPO)) for pattern in ("chapters/*.ipynb", "chapters/figures/*.svg",
-                                                          "exercises/*.ipynb") for p in REPO.glob(pattern)}
+    patterns = ("chapters/*.ipynb", "chapters/figures/*.svg", "chapters/data/*.pt", "exercises/*.ipynb")
+    expected = {str(p.relative_to(REPO)) for pattern in patterns for p in REPO.glob(pattern)}
     assert files == expected
     assert "chapters/01_attention.ipynb" in files and "exercises/01_attention.ipynb" in files
     assert not any(f.startswith("solutions") for f in files)

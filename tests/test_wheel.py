@@ -56,8 +56,8 @@ def installed(venv, dist) -> Path:
 
 
 def course_in_repo() -> set[str]:
-    return {str(p.relative_to(REPO)) for pattern in ("chapters/*.ipynb", "chapters/figures/*.svg",
-                                                      "exercises/*.ipynb") for p in REPO.glob(pattern)}
+    patterns = ("chapters/*.ipynb", "chapters/figures/*.svg", "chapters/data/*.pt", "exercises/*.ipynb")
+    return {str(p.relative_to(REPO)) for pattern in patterns for p in REPO.glob(pattern)}
 
 
 def assert_no_solution(names_and_data: dict[str, bytes], where: str) -> None:

@@ -81,13 +81,13 @@ def build_bundle(zip_path: str | Path, *, notebooks: list[str] | None = None, ti
             from attnkit.course import course_files
 
             for path in course_files(repo):
-                _add(z, f"attnkit-src/{path.as_posix()}", (repo / path).read_text(encoding="utf-8"))
+                _add(z, f"attnkit-src/{path.as_posix()}", (repo / path).read_bytes())  # notebooks, SVGs, a checkpoint
         readme = repo / "README.md"
         _add(z, "attnkit-src/README.md", readme.read_text(encoding="utf-8") if readme.exists() else _README)
     return zip_path
 
 
-def _add(z: zipfile.ZipFile, name: str, text: str, *, executable: bool = False) -> None:
+def _add(z: zipfile.ZipFile, name: str, text: str | bytes, *, executable: bool = False) -> None:
     info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))  # fixed: the same course, the same zip
     info.compress_type = zipfile.ZIP_DEFLATED
     info.external_attr = (0o100755 if executable else 0o100644) << 16

@@ -930,6 +930,187 @@ def chunk_positions_and_mask(n_cached, L):
     S = n_cached + L
     return torch.arange(n_cached, S, dtype=torch.float32), torch.ones(L, S, dtype=torch.bool).tril(S - L)""",
      ["integer tensor"]),
+    # --- 6.x positions, cross-attention, the block, sampling
+    ('6.1', 'interleaved pairs', """
+def apply_rope(q, k, v, start):
+    L, D = q.shape[-2], q.shape[-1]
+    theta = 10000 ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
+    angles = torch.arange(start, start + L, dtype=torch.float32)[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        x1, x2 = x[..., 0::2], x[..., 1::2]
+        out = torch.empty_like(x)
+        out[..., 0::2] = x1 * cos - x2 * sin
+        out[..., 1::2] = x1 * sin + x2 * cos
+        return out
+
+    return rotate(q), rotate(k), v""", ['interleaved pairs']),
+    ('6.1', 'positions from zero after a cache', """
+def apply_rope(q, k, v, start):
+    L, D = q.shape[-2], q.shape[-1]
+    theta = 10000 ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
+    angles = torch.arange(0, 0 + L, dtype=torch.float32)[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        x1, x2 = x[..., : D // 2], x[..., D // 2:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+    return rotate(q), rotate(k), v""", ['positions start']),
+    ('6.1', 'rotated v too', """
+def apply_rope(q, k, v, start):
+    L, D = q.shape[-2], q.shape[-1]
+    theta = 10000 ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
+    angles = torch.arange(start, start + L, dtype=torch.float32)[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        x1, x2 = x[..., : D // 2], x[..., D // 2:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+    return rotate(q), rotate(k), rotate(v)""", ['rotated v']),
+    ('6.1', 'off by one', """
+def apply_rope(q, k, v, start):
+    L, D = q.shape[-2], q.shape[-1]
+    theta = 10000 ** (-torch.arange(0, D, 2, dtype=torch.float32) / D)
+    angles = torch.arange(start + 1, start + 1 + L, dtype=torch.float32)[:, None] * theta
+    cos, sin = angles.cos(), angles.sin()
+
+    def rotate(x):
+        x1, x2 = x[..., : D // 2], x[..., D // 2:]
+        return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+    return rotate(q), rotate(k), v""", ['Off by one']),
+    ('6.2', 'queries and keys swapped', """
+def cross_attention(x, memory, W_q, W_k, W_v, memory_mask):
+    q = memory @ W_q.T
+    k, v = x @ W_k.T, x @ W_v.T
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~memory_mask[:, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights""", ['swapped']),
+    ('6.2', 'mask on the query axis', """
+def cross_attention(x, memory, W_q, W_k, W_v, memory_mask):
+    q = x @ W_q.T
+    k, v = memory @ W_k.T, memory @ W_v.T
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(~memory_mask[:, :, None], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights""", ['wrong axis']),
+    ('6.2', 'inverted mask', """
+def cross_attention(x, memory, W_q, W_k, W_v, memory_mask):
+    q = x @ W_q.T
+    k, v = memory @ W_k.T, memory @ W_v.T
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(memory_mask[:, None, :], float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights""", ['inverted']),
+    ('6.2', 'padding not masked', """
+def cross_attention(x, memory, W_q, W_k, W_v, memory_mask):
+    q = x @ W_q.T
+    k, v = memory @ W_k.T, memory @ W_v.T
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    scores = scores.masked_fill(torch.zeros_like(memory_mask[:, None, :]), float("-inf"))
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ v, weights""", ['Padded source']),
+    ('6.3', 'not causal', """
+def transformer_block(x, params, n_head):
+    B, L, E = x.shape
+    D = E // n_head
+
+    def ln(h, name):
+        return F.layer_norm(h, (E,), params[f"{name}.weight"], params[f"{name}.bias"], eps=1e-5)
+
+    h = ln(x, "ln_1")
+    q, k, v = F.linear(h, params["attn.c_attn.weight"], params["attn.c_attn.bias"]).split(E, dim=-1)
+    q, k, v = (t.view(B, L, n_head, D).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=False)
+    y = y.transpose(1, 2).reshape(B, L, E)
+    x = x + F.linear(y, params["attn.c_proj.weight"], params["attn.c_proj.bias"])
+    h = F.gelu(F.linear(ln(x, "ln_2"), params["mlp.c_fc.weight"], params["mlp.c_fc.bias"]), approximate="tanh")
+    return x + F.linear(h, params["mlp.c_proj.weight"], params["mlp.c_proj.bias"])""", ['not causal']),
+    ('6.3', 'exact GELU', """
+def transformer_block(x, params, n_head):
+    B, L, E = x.shape
+    D = E // n_head
+
+    def ln(h, name):
+        return F.layer_norm(h, (E,), params[f"{name}.weight"], params[f"{name}.bias"], eps=1e-5)
+
+    h = ln(x, "ln_1")
+    q, k, v = F.linear(h, params["attn.c_attn.weight"], params["attn.c_attn.bias"]).split(E, dim=-1)
+    q, k, v = (t.view(B, L, n_head, D).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    y = y.transpose(1, 2).reshape(B, L, E)
+    x = x + F.linear(y, params["attn.c_proj.weight"], params["attn.c_proj.bias"])
+    h = F.gelu(F.linear(ln(x, "ln_2"), params["mlp.c_fc.weight"], params["mlp.c_fc.bias"]), approximate="none")
+    return x + F.linear(h, params["mlp.c_proj.weight"], params["mlp.c_proj.bias"])""", ['tanh approximation']),
+    ('6.3', 'residual after the norm', """
+def transformer_block(x, params, n_head):
+    B, L, E = x.shape
+    D = E // n_head
+
+    def ln(h, name):
+        return F.layer_norm(h, (E,), params[f"{name}.weight"], params[f"{name}.bias"], eps=1e-5)
+
+    h = ln(x, "ln_1")
+    q, k, v = F.linear(h, params["attn.c_attn.weight"], params["attn.c_attn.bias"]).split(E, dim=-1)
+    q, k, v = (t.view(B, L, n_head, D).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    y = y.transpose(1, 2).reshape(B, L, E)
+    x = h + F.linear(y, params["attn.c_proj.weight"], params["attn.c_proj.bias"])
+    h = ln(x, "ln_2")
+    m = F.gelu(F.linear(h, params["mlp.c_fc.weight"], params["mlp.c_fc.bias"]), approximate="tanh")
+    return h + F.linear(m, params["mlp.c_proj.weight"], params["mlp.c_proj.bias"])""", ['NORMALISED']),
+    ('6.3', "MLP reads the block's input", """
+def transformer_block(x, params, n_head):
+    B, L, E = x.shape
+    D = E // n_head
+
+    def ln(h, name):
+        return F.layer_norm(h, (E,), params[f"{name}.weight"], params[f"{name}.bias"], eps=1e-5)
+
+    h0 = h = ln(x, "ln_1")
+    q, k, v = F.linear(h, params["attn.c_attn.weight"], params["attn.c_attn.bias"]).split(E, dim=-1)
+    q, k, v = (t.view(B, L, n_head, D).transpose(1, 2) for t in (q, k, v))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    y = y.transpose(1, 2).reshape(B, L, E)
+    x = x + F.linear(y, params["attn.c_proj.weight"], params["attn.c_proj.bias"])
+    h = F.gelu(F.linear(h0, params["mlp.c_fc.weight"], params["mlp.c_fc.bias"]), approximate="tanh")
+    return x + F.linear(h, params["mlp.c_proj.weight"], params["mlp.c_proj.bias"])""", ['AFTER attention']),
+    ('6.4', 'drops the crossing token', """
+def sample_top_p(logits, p, temperature):
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs * (before + sorted_probs <= p)
+    kept = kept / kept.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(kept).scatter(-1, order, kept)""", ['crosses p']),
+    ('6.4', 'not renormalised', """
+def sample_top_p(logits, p, temperature):
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs * (before < p)
+    kept = kept
+    return torch.zeros_like(kept).scatter(-1, order, kept)""", ['renormalise']),
+    ('6.4', 'temperature ignored', """
+def sample_top_p(logits, p, temperature):
+    probs = torch.softmax(logits, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs * (before < p)
+    kept = kept / kept.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(kept).scatter(-1, order, kept)""", ['ignored `temperature`']),
+    ('6.4', 'sorted order returned', """
+def sample_top_p(logits, p, temperature):
+    probs = torch.softmax(logits / temperature, dim=-1)
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    kept = sorted_probs * (before < p)
+    kept = kept / kept.sum(dim=-1, keepdim=True)
+    return kept""", ['sorted order']),
 ]
 
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from widget_helpers import controls, shown
 
 from attnkit import widgets as W
 
@@ -12,21 +13,6 @@ def probe():
     N, S = 3, 5
     snapshots = {0: torch.full((N, S), 1 / S), 50: torch.softmax(4 * torch.randn(N, S, generator=g), -1)}
     return snapshots, torch.tensor([7, 8, 9]), torch.randint(32, (N, S), generator=g), torch.tensor([4, 0, 2])
-
-
-def controls(box):
-    found, stack = {}, [box]
-    while stack:
-        w = stack.pop()
-        if getattr(w, "description", ""):
-            found[w.description] = w
-        stack.extend(getattr(w, "children", ()))
-    return found
-
-
-def shown(box):
-    (output,) = box.children[-1].outputs
-    return output["data"]["image/png"], output["data"]["text/plain"]
 
 
 def test_data_picks_the_step_and_example(probe):

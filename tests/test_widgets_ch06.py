@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from widget_helpers import assert_redraws, controls
 
 from attnkit import sampling_probs
 from attnkit import widgets as W
-
-
-def controls(box):
-    found, stack = {}, [box]
-    while stack:
-        w = stack.pop()
-        if getattr(w, "description", ""):
-            found[w.description] = w
-        stack.extend(getattr(w, "children", ()))
-    return found
-
-
-def shown(box):
-    (output,) = box.children[-1].outputs
-    return output["data"]["image/png"], output["data"]["text/plain"]
-
-
-def assert_redraws(box, description, value):
-    before = shown(box)
-    controls(box)[description].value = value
-    after = shown(box)
-    assert after[0] != before[0] and after[1] != before[1], f"moving {description!r} did not redraw"
 
 
 def test_rope_scores_ignore_the_offset_unless_the_cache_bug_shifts_the_query():

@@ -45,6 +45,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
                "get_exercise", "grading_mode", "padding_changes_output", "run_exercise"),
 }
+# Chapter 7: efficient attention (the online softmax and tiles, linear attention, sparse patterns, costs).
+_EXPORTS.update({
+    "tiled_attention": ("flash_attention", "merge_partials", "online_softmax", "tile_steps"),
+    "linear_attention": ("elu_feature_map", "linear_attention_parallel", "linear_attention_rnn"),
+    "sparse_attention": ("block_sparse_mask", "dilated_window_mask", "global_tokens_mask", "lsh_buckets",
+                         "receptive_field", "strided_mask"),
+    "cost": ("best_time", "peak_tensor_bytes"),
+})
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_MODULE_OF)

@@ -1113,6 +1113,260 @@ def sample_top_p(logits, p, temperature):
     return kept""", ['sorted order']),
 ]
 
+# --- chapter 7: efficient attention
+C += [
+    ("7.1", "sum not rescaled when the max grows", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        p = torch.exp(s - m_new[..., None])
+        l = l + p.sum(dim=-1)
+        acc = acc * torch.exp(m - m_new)[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ["not the running sum"]),
+    ("7.1", "nothing rescaled", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m = torch.maximum(m, s.amax(dim=-1))
+        p = torch.exp(s - m[..., None])
+        l = l + p.sum(dim=-1)
+        acc = acc + p @ values[..., j:j + block_size, :]
+    return acc / l[..., None], m, l""", ["did not rescale"]),
+    ("7.1", "max starts at 0", """
+def online_softmax(scores, values, block_size):
+    m = torch.zeros(scores.shape[:-1])
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ["-inf"]),
+    ("7.1", "correction upside down", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m_new - m)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ["upside down"]),
+    ("7.1", "output accumulator not rescaled", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ["not the output accumulator"]),
+    ("7.1", "each block against its own max", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        p = torch.exp(s - s.amax(dim=-1, keepdim=True))
+        l = l + p.sum(dim=-1)
+        acc = acc + p @ values[..., j:j + block_size, :]
+        m = torch.maximum(m, s.amax(dim=-1))
+    return acc / l[..., None], m, l""", ["own max"]),
+    ("7.2", "mask not applied in the tiles", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m + torch.log(l)""", ["mask is not applied"]),
+    ("7.2", "the first tile's mask every time", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., :s.shape[-1]], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    return acc / torch.where(empty, 1.0, l)[..., None], torch.where(empty, float("-inf"), m + torch.log(l))""",
+     ["FIRST tile"]),
+    ("7.2", "NaN for a fully masked first tile", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    return acc / torch.where(empty, 1.0, l)[..., None], torch.where(empty, float("-inf"), m + torch.log(l))""",
+     ["fully masked TILE"]),
+    ("7.2", "NaN for a fully masked row", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m + torch.log(l)""", ["0 / 0"]),
+    ("7.2", "mask with masked_fill's meaning", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    return acc / torch.where(empty, 1.0, l)[..., None], torch.where(empty, float("-inf"), m + torch.log(l))""",
+     ["inverted"]),
+    ("7.2", "lse forgets the max", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    return acc / torch.where(l == 0, 1.0, l)[..., None], torch.log(l)""", ["m + log(l)"]),
+    ("7.3", "state overwritten, not accumulated", """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    outs = []
+    for t in range(q.shape[1]):
+        state = k[:, t, :, None] * value[:, t, None, :]
+        z = k[:, t]
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ["not accumulated"]),
+    ("7.3", "no normaliser", """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        state = state + k[:, t, :, None] * value[:, t, None, :]
+        outs.append((q[:, t, None, :] @ state)[:, 0])
+    return torch.stack(outs, dim=1)""", ["normaliser is missing"]),
+    ("7.3", "raw q and k", """
+def linear_attention_recurrent(query, key, value):
+    state = torch.zeros(query.shape[0], query.shape[2], value.shape[2])
+    z = torch.zeros(query.shape[0], query.shape[2])
+    outs = []
+    for t in range(query.shape[1]):
+        state = state + key[:, t, :, None] * value[:, t, None, :]
+        z = z + key[:, t]
+        outs.append((query[:, t, None, :] @ state)[:, 0] / (query[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ["feature map"]),
+    ("7.3", "whole-sequence sums for every query", """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    state = k.transpose(1, 2) @ value
+    z = k.sum(dim=1)
+    return (q @ state) / (q @ z[:, :, None])""", ["non-causal"]),
+    ("7.3", "output before the update", """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    z = torch.zeros(q.shape[0], q.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+        state = state + k[:, t, :, None] * value[:, t, None, :]
+        z = z + k[:, t]
+    return torch.stack(outs, dim=1)""", ["before adding token t"]),
+    ("7.4", "window one too wide", """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    return (j <= i) & (j >= i - window)""", ["Off by one"]),
+    ("7.4", "top-left alignment", """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(L)[:, None]
+    j = torch.arange(S)[None, :]
+    return (j <= i) & (i - j < window)""", ["S - L + i"]),
+    ("7.4", "symmetric band", """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    return (i - j).abs() < window""", ["symmetric"]),
+    ("7.4", "band from tril and triu with the wrong diagonals", """
+def sliding_window_mask(L, S, window):
+    ones = torch.ones(L, S, dtype=torch.bool)
+    return ones.tril(diagonal=S - L) & ones.triu(diagonal=S - L - window)""", ["Off by one"]),
+    ("7.4", "causal only", """
+def sliding_window_mask(L, S, window):
+    return torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)""", ["window is missing"]),
+]
+
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]
 
 

@@ -1,0 +1,60 @@
+"""Chapter 7's checks: every named misconception fails the self-check and the student sees its hint; the
+library's versions of the same ideas pass."""
+
+import pytest
+import torch
+
+from attnkit.checks import get_exercise, run_exercise
+from attnkit.checks.ch07_efficient_attention import EXERCISES
+from attnkit.checks.core import PASSED
+
+MISCONCEPTIONS = [(ex.id, i) for ex in EXERCISES for i in range(len(ex.misconceptions))]
+
+
+@pytest.mark.parametrize("ex_id, index", MISCONCEPTIONS, ids=[f"{e}-{i}" for e, i in MISCONCEPTIONS])
+def test_misconception_fails_and_its_hint_is_shown(ex_id, index):
+    ex = get_exercise(ex_id)
+    misconception = ex.misconceptions[index]
+    report = run_exercise(ex, misconception.wrong)
+    assert report.status != PASSED and report.points < ex.points
+    assert "Hint: " + misconception.hint in report.render(), report.render()
+
+
+def test_the_issue_s_misconceptions_are_named():
+    names = {ex.id: {m.name for m in ex.misconceptions} for ex in EXERCISES}
+    assert {ex.id: ex.function for ex in EXERCISES} == {"7.1": "online_softmax", "7.2": "tiled_attention",
+                                                       "7.3": "linear_attention_recurrent",
+                                                       "7.4": "sliding_window_mask"}
+    assert {"no-rescale", "sum-not-rescaled", "max-starts-at-zero"} <= names["7.1"]
+    assert {"mask-same-tile", "mask-ignored", "fully-masked-tile-nan", "fully-masked-row-nan"} <= names["7.2"]
+    assert {"state-not-accumulated", "normaliser-missing"} <= names["7.3"]
+    assert {"off-by-one-window", "top-left-alignment", "symmetric-window"} <= names["7.4"]
+
+
+def test_the_cases_contain_the_traps_the_hints_talk_about():
+    tiled = {c.name: c.inputs for c in get_exercise("7.2").cases()}
+    masks = [inputs["attn_mask"].expand(2, 5, 12) for inputs in tiled.values()]
+    assert any((~m[..., :4]).all(dim=-1).any() and m.any(dim=-1).all() for m in masks)  # a masked first tile
+    assert any((~m).all(dim=-1).any() for m in masks)  # a fully masked row
+    online = get_exercise("7.1").cases()
+    assert any((c.inputs["scores"] < 0).all() for c in online)  # all negative: a max starting at 0 shows
+    window = get_exercise("7.4").cases()
+    assert any(c.inputs["L"] < c.inputs["S"] for c in window)  # the alignment matters only when L < S
+
+
+def test_library_versions_pass_the_exercises():
+    from attnkit import dilated_window_mask, flash_attention, linear_attention_rnn, online_softmax
+
+    def online(scores, values, block_size):  # the library's stats, then the output from them
+        maxes, sums = online_softmax(scores, block_size)
+        weights = torch.exp(scores - maxes[-1][..., None]) / sums[-1][..., None]
+        return weights @ values, maxes[-1], sums[-1]
+
+    def tiled(query, key, value, attn_mask, block_size):
+        return flash_attention(query, key, value, attn_mask, block_q=3, block_k=block_size)
+
+    for ex_id, fn in (("7.1", online), ("7.2", tiled), ("7.3", lambda query, key, value:
+                                                        linear_attention_rnn(query, key, value)[0]),
+                      ("7.4", dilated_window_mask)):
+        report = run_exercise(get_exercise(ex_id), fn, hidden=True, seed=1)
+        assert report.status == PASSED, report.render(show_hidden=True)

@@ -53,6 +53,8 @@ _EXPORTS.update({
                          "receptive_field", "strided_mask"),
     "cost": ("best_time", "peak_tensor_bytes"),
 })
+_EXPORTS["widgets"] += ("online_softmax_explorer", "online_softmax_explorer_data")
+_EXPORTS["diagrams"] += ("TILES", "flash_tiles")
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = sorted(_MODULE_OF)

@@ -762,6 +762,84 @@ def pre_post_norm():
 __all__ += ["pre_post_norm"]
 
 
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 7: FlashAttention's tiles
+# ---------------------------------------------------------------------------------------------------
+
+# The tiling the chapter's section 3 runs: L = S = 12 tokens, tiles of 3 queries x 3 keys, causal.
+TILES = {"L": 12, "S": 12, "block_q": 3, "block_k": 3, "query_block": 2, "key_block": 1}
+
+
+@figure("07_flash_tiles")
+def flash_tiles():
+    """The (L, S) scores cut into tiles: one block of queries walks over the key tiles keeping m, l and O.
+
+    Shapes: Q (L, D) in blocks of block_q rows, K and V (S, D) in blocks of block_k rows; per query row
+    the state m (1), l (1), O (Dv); causal tiles above the diagonal are skipped.
+    See chapters/07_efficient_attention.ipynb.
+    """
+    from matplotlib.patches import Rectangle
+
+    L, S, bq, bk = TILES["L"], TILES["S"], TILES["block_q"], TILES["block_k"]
+    qb, kb = TILES["query_block"], TILES["key_block"]
+    nq, nk = L // bq, S // bk
+    cell = 0.42
+    fig, ax = canvas(15.0, 7.2)
+    x0, y0 = 1.2, 0.9  # lower-left corner of the (L, S) grid
+    top = y0 + L * cell
+    for i in range(nq):
+        for j in range(nk):
+            x, y = x0 + j * bk * cell, top - (i + 1) * bq * cell
+            future = j > i  # causal, L == S: every key of the tile is after every query of the block
+            if future:
+                fill = COLORS["blocked"]
+            elif i == qb and j < kb:
+                fill = _tint(COLORS["key"], 0.35)  # done: folded into m, l, O
+            elif i == qb and j == kb:
+                fill = COLORS["score"]  # the tile being computed now
+            elif i == qb:
+                fill = _tint(COLORS["key"], 0.75)  # still to come
+            else:
+                fill = COLORS["allowed"]
+            ax.add_patch(Rectangle((x, y), bk * cell, bq * cell, facecolor=fill, edgecolor=COLORS["text"], lw=1.0))
+    ax.add_patch(Rectangle((x0, top - (qb + 1) * bq * cell), S * cell, bq * cell, fill=False,
+                           edgecolor=COLORS["query"], lw=2.5))
+    ax.text(x0 + S * cell / 2, top + 0.55, f"scores (L, S) = ({L}, {S}), never stored whole", ha="center",
+            fontsize=10, weight="bold")
+    ax.text(x0 + S * cell / 2, top + 0.15, f"tiles of {bq} queries x {bk} keys; dark = skipped (causal)",
+            ha="center", fontsize=8.5)
+    ax.text(x0 + S * cell / 2, y0 - 1.05, "in the orange row: blue = done (folded into m, l, O), yellow = now,\n"
+            "pale = still to read; diagonal tiles are masked inside", ha="center", va="top", fontsize=8)
+    ax.text(x0 - 0.2, top - (qb + 0.5) * bq * cell, f"query\nblock {qb}", ha="right", va="center", fontsize=8.5,
+            color=COLORS["query"])
+    for j in range(nk):
+        ax.text(x0 + (j + 0.5) * bk * cell, y0 - 0.3, f"keys\n{j * bk}-{(j + 1) * bk - 1}", ha="center",
+                va="top", fontsize=7.5)
+    cx = x0 + (kb + 0.5) * bk * cell
+    ax.text(cx, top - (qb + 0.5) * bq * cell, "now", ha="center", va="center", fontsize=8)
+    # the state kept per query row, and the update
+    sx = x0 + S * cell + 1.0
+    arrow(ax, (x0 + (kb + 1) * bk * cell + 0.05, top - (qb + 0.5) * bq * cell), (sx - 0.1, 4.6))
+    box(ax, sx, 5.4, 2.0, 0.8, "m: running max\n(one per row)", color=COLORS["score"], fontsize=8.5)
+    box(ax, sx + 2.2, 5.4, 2.0, 0.8, "l: running sum\n(one per row)", color=COLORS["weight"], fontsize=8.5)
+    box(ax, sx + 4.4, 5.4, 2.4, 0.8, "O: unnormalised\noutput (Dv per row)", color=COLORS["output"], fontsize=8.5)
+    lines = ["for each key tile (S_tile = Q_block K_tile^T * scale, masked):",
+             "  m' = max(m, rowmax(S_tile))",
+             "  l  = e^(m - m') l + rowsum(e^(S_tile - m'))",
+             "  O  = e^(m - m') O + e^(S_tile - m') V_tile",
+             "  m  = m'",
+             "after the last tile: output = O / l,",
+             "keep lse = m + log l per row (for the backward)"]
+    for n, line in enumerate(lines):
+        ax.text(sx, 4.85 - n * 0.42, line, ha="left", va="center", fontsize=9, family="monospace")
+    ax.text(sx, 1.4, f"memory: one tile ({bq} x {bk}) + O + m + l,\nnot the {L} x {S} matrix", ha="left",
+            va="center", fontsize=9, color=COLORS["text"])
+    return fig
+
+
+__all__ += ["TILES", "flash_tiles"]
+
 if __name__ == "__main__":
     import matplotlib
 

@@ -1059,3 +1059,99 @@ def sampling_explorer(logits: torch.Tensor, labels: Sequence[str]) -> ipywidgets
         return fig, f"T {temperature.value:.1f}, top-k {top_k.value}, top-p {top_p.value:.2f}: possible {kept}"
 
     return _explorer([temperature, top_k, top_p], draw, shown=[widgets.HBox([temperature, top_k, top_p])])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chapter 7: the online softmax, tile by tile (explorer for chapters/07_efficient_attention.ipynb)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["online_softmax_explorer", "online_softmax_explorer_data"]
+
+
+def online_softmax_explorer_data(tile: int, block_size: int = 4, *, S: int = 16, seed: int = 0) -> dict[str, Any]:
+    """The online softmax of one row of S scores after `tile` tiles of `block_size` keys (1 = the first).
+
+    "steps" are attnkit.tile_steps' records up to this tile, "step" the current one (its max before and
+    after, the correction exp(max_before - max_after), the rescaled sum, the tile's own sum, the new sum);
+    "softmax" the whole row's softmax, which the weights reach at the last tile. The scores drift upward,
+    so the max moves (and the sum is corrected) several times.
+
+    Shapes: -> dict: "scores" (S,), "softmax" (S,), "weights" (S,), "n_tiles" int, "steps" list, "step" dict.
+
+    See chapters/07_efficient_attention.ipynb.
+    """
+    import torch
+
+    from attnkit.tiled_attention import tile_steps
+
+    if not isinstance(block_size, int) or not 1 <= block_size <= S:
+        raise ValueError(f"Expected `block_size` to be an int in [1, {S}] but got {block_size!r}")
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(S, generator=gen) * 1.2 + torch.linspace(0, 2.5, S)  # (S,): rising, so the max moves
+    steps = tile_steps(scores, block_size)
+    if not isinstance(tile, int) or not 1 <= tile <= len(steps):
+        raise ValueError(f"Expected `tile` to be an int in [1, {len(steps)}] but got {tile!r}")
+    return {"scores": scores, "softmax": torch.softmax(scores, dim=-1), "weights": steps[tile - 1]["weights"],
+            "n_tiles": len(steps), "steps": steps[:tile], "step": steps[tile - 1]}
+
+
+def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
+    """Step through the tiles of one row: the running max jumps, and the running sum is corrected by e^(old - new).
+
+    Controls: "tile" (how many tiles have been read) and "block size" (keys per tile). Left: the scores,
+    read tiles coloured, the running max before (dashed) and after (solid). Middle: the running sum at
+    each step, split into the rescaled old sum and this tile's share. Right: the weights so far against
+    the final softmax (dots).
+
+    Shapes: one row of S scores -> widget.
+
+    See chapters/07_efficient_attention.ipynb.
+    """
+    import ipywidgets as widgets
+
+    block = widgets.IntSlider(description="block size", min=2, max=8, value=4)
+    tile = widgets.IntSlider(description="tile", min=1, max=-(-S // block.value), value=1)
+
+    def on_block(_change: object) -> None:
+        tile.max = -(-S // block.value)  # clamps tile.value too
+
+    block.observe(on_block, names="value")  # registered first: runs before the redraw
+
+    def draw() -> tuple[Figure, str]:
+        data = online_softmax_explorer_data(min(tile.value, -(-S // block.value)), block.value, S=S, seed=seed)
+        step, steps = data["step"], data["steps"]
+        fig = _figure(12, 3.2)
+        ax_s, ax_l, ax_w = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1, 1.3]})
+        seen = int(step["block"][-1]) + 1
+        colors = ["tab:blue" if j < int(step["block"][0]) else "tab:orange" if j < seen else "lightgrey"
+                  for j in range(S)]
+        ax_s.bar(range(S), data["scores"].tolist(), color=colors)
+        for edge in range(0, S + 1, block.value):
+            ax_s.axvline(edge - 0.5, color="grey", lw=0.5)
+        if step["max_before"].isfinite():
+            before = float(step["max_before"])
+            ax_s.axhline(before, color="grey", ls="--", label=f"max before {before:.2f}")
+        ax_s.axhline(float(step["max_after"]), color="tab:red", label=f"max after {float(step['max_after']):.2f}")
+        ax_s.legend(loc="upper left", fontsize=7)
+        ax_s.set(title=f"scores: tile {tile.value} of {data['n_tiles']} (orange)", xlabel="key")
+        xs = range(1, len(steps) + 1)
+        rescaled = [float(s["sum_rescaled"]) for s in steps]
+        shares = [float(s["tile_sum"]) for s in steps]
+        ax_l.bar(xs, rescaled, color="tab:blue", label="old sum x e^(old max - new max)")
+        ax_l.bar(xs, shares, bottom=rescaled, color="tab:orange", label="this tile's sum")
+        ax_l.plot(xs, [float(s["sum_before"]) for s in steps], "k_", ms=14, label="old sum before the correction")
+        top = max(float(s["sum_after"]) for s in steps)
+        ax_l.set(title="running sum l, step by step", xlabel="tile", xticks=list(xs), ylim=(0, top * 1.7))
+        ax_l.legend(loc="upper left", fontsize=7)
+        ax_w.bar(range(S), data["weights"].tolist(), color=colors)
+        ax_w.plot(range(S), data["softmax"].tolist(), "k.", label="final softmax")
+        highest = max(float(data["softmax"].max()), float(data["weights"].max()))
+        ax_w.set(title="weights so far: exp(s - m) / l", xlabel="key", ylim=(0, 1.3 * highest))
+        ax_w.legend(loc="upper left", fontsize=7)
+        return fig, (f"tile {tile.value}/{data['n_tiles']} (block size {block.value}): max "
+                     f"{float(step['max_before']):.2f} -> {float(step['max_after']):.2f}; sum "
+                     f"{float(step['sum_before']):.3f} x {float(step['correction']):.3f} = "
+                     f"{float(step['sum_rescaled']):.3f}, + {float(step['tile_sum']):.3f} = "
+                     f"{float(step['sum_after']):.3f}")
+
+    return _explorer([block, tile], draw, shown=[widgets.HBox([tile, block])])

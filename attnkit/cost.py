@@ -43,6 +43,9 @@ class _TensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        # an output that shares an input's storage (a view, an in-place result) allocated nothing new
+        operands = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                    if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for t in tree_flatten(out)[0]:
             if not isinstance(t, torch.Tensor) or t.device.type == "meta":
                 continue
@@ -50,6 +53,8 @@ class _TensorBytes(TorchDispatchMode):
             address = storage.data_ptr()
             if address in self.live:
                 self.live[address][1] += 1
+            elif address in operands:
+                continue  # a view of, or written into, a tensor made before the call (an input, a parameter)
             else:
                 self.live[address] = [storage.nbytes(), 1]
                 self.current += storage.nbytes()

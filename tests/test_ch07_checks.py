@@ -58,3 +58,18 @@ def test_library_versions_pass_the_exercises():
                       ("7.4", dilated_window_mask)):
         report = run_exercise(get_exercise(ex_id), fn, hidden=True, seed=1)
         assert report.status == PASSED, report.render(show_hidden=True)
+
+
+def test_a_function_that_builds_all_the_scores_at_once_is_told_to_tile():
+    def whole(query, key, value, attn_mask, block_size):
+        scores = query @ key.transpose(-2, -1) / query.shape[-1] ** 0.5  # (B, L, S): the whole matrix
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+        lse = torch.logsumexp(scores, dim=-1)
+        weights = torch.exp(scores - lse.masked_fill(torch.isneginf(lse), 0)[..., None])
+        return weights @ value, lse
+
+    report = run_exercise(get_exercise("7.2"), whole)
+    assert report.status != PASSED and report.passed == 3, report.render()  # right values, wrong method
+    text = report.render()
+    assert "tile by tile" in text and "one tile at a time" in text, text
+    assert report.results[-1].misconception == "7.2/error-full-scores"

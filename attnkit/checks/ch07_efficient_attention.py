@@ -68,9 +68,9 @@ def _online_hidden(gen: torch.Generator) -> list[Case]:
 
 
 def _tiled(query, key, value, attn_mask, block_size, *, use_mask="tile", safe_shift=True, safe_divide=True,
-           lse="m+log(l)"):
+           lse="m+log(l)", scaled=True):
     """Tiled attention with switches for the classic mistakes (defaults: the reference)."""
-    scale = 1 / math.sqrt(query.shape[-1])
+    scale = 1 / math.sqrt(query.shape[-1]) if scaled else 1.0
     L, S = query.shape[-2], key.shape[-2]
     mask = attn_mask.expand(query.shape[:-2] + (L, S))  # (B, L, S), a view
     m = torch.full(query.shape[:-1], _NEG)  # (B, L)
@@ -229,12 +229,18 @@ def _window_hidden(gen: torch.Generator) -> list[Case]:
             Case("a window longer than the text: L = S = 5, window 9", {"L": 5, "S": 5, "window": 9})]
 
 
+# A block of exp(scores) (B, L, block) multiplied by all of `values` (B, S, Dv) instead of the same block of them.
+_VALUES_BLOCK = (r"Expected size for first two dimensions of batch2 tensor|size mismatch|cannot be multiplied",
+                 "Multiply each block's exp(scores - m), (B, L, block), by the SAME block of values, "
+                 "values[..., j0:j1, :] of shape (B, block, Dv), not by all S rows of the values.", "values-block")
+
 EXERCISES = [
     Exercise(
         id="7.1", notebook=NOTEBOOK, function="online_softmax",
         title="softmax(scores) @ values one block of keys at a time, with a running max and a running sum",
         reference=_online_ref, make_cases=_online_cases, make_hidden_cases=_online_hidden,
         output_names=("output", "row_max", "row_sum"),
+        error_hints=(_VALUES_BLOCK,),
         misconceptions=(
             Misconception(lambda scores, values, block_size: _online(scores, values, block_size, rescale_sum=False,
                                                                      rescale_acc=False),
@@ -271,7 +277,7 @@ EXERCISES = [
         title="Masked attention over blocks of keys without the (L, S) matrix: the output and each row's log-sum-exp",
         reference=_tiled_ref, make_cases=_tiled_cases, make_hidden_cases=_tiled_hidden,
         output_names=("output", "lse"), call=_call_tiled,
-        error_hints=((r"did not work tile by tile",
+        error_hints=(_VALUES_BLOCK, (r"did not work tile by tile",
                       "Compute the scores one tile at a time: for each block of keys, q @ k_tile^T is (B, L, "
                       "block_size); never the whole q @ k^T, nor a softmax over all S keys at once (no "
                       "F.scaled_dot_product_attention, no torch.logsumexp over every score).", "full-scores"),),
@@ -306,6 +312,10 @@ EXERCISES = [
                                                                                   block_size, lse="log(l)"),
                           "Your lse is log(l), but l was measured against the running max m: the log-sum-exp of "
                           "the row's scores is m + log(l).", name="lse-without-max"),
+            Misconception(lambda query, key, value, attn_mask, block_size: _tiled(query, key, value, attn_mask,
+                                                                                  block_size, scaled=False),
+                          "Your scores are not scaled: divide each tile of q @ k^T by sqrt(D), D the query/key "
+                          "width (query.shape[-1]), as scaled dot-product attention does.", name="unscaled"),
         ),
     ),
     Exercise(

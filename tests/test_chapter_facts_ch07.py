@@ -58,7 +58,7 @@ def test_block_summaries_combine_to_the_whole_row(ch7):
 
 def test_the_tiles_example_has_three_and_a_half_tiles_of_padding(ch7):
     ns = ch7["ch07-012"]
-    assert int((~ns["real"][1]).sum()) == 28  # 28 padding keys = 3.5 tiles of 8 ("3.5 whole tiles of padding")
+    assert int((~ns["real"][1]).sum()) == 28  # 28 padding keys = 3.5 tiles of 8 ("28 padding keys, 3.5 tiles")
     assert (ns["out"][0, 0, 3] == 0).all() and torch.isneginf(ns["lse"][0, 0, 3])
 
 

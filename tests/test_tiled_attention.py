@@ -160,3 +160,13 @@ def test_bad_input_names_the_argument():
         online_softmax(torch.randn(3, 4), 0)
     with pytest.raises(ValueError, match="`lse_b`"):
         merge_partials(torch.zeros(2, 3), torch.zeros(2), torch.zeros(2, 3), torch.zeros(3))
+
+
+def test_gradients_flow_through_the_tiles_like_through_sdpa():
+    q, k, v = (t.double().requires_grad_(True) for t in qkv(L=9, S=14))
+    mask = causal_mask(9, 14)
+    out, _ = flash_attention(q, k, v, mask, block_q=4, block_k=5)
+    grads = torch.autograd.grad(out.square().sum(), (q, k, v))
+    want = torch.autograd.grad(F.scaled_dot_product_attention(q, k, v, attn_mask=mask).square().sum(), (q, k, v))
+    for got, expected in zip(grads, want, strict=True):
+        torch.testing.assert_close(got, expected)

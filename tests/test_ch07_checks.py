@@ -1,6 +1,8 @@
 """Chapter 7's checks: every named misconception fails the self-check and the student sees its hint; the
 library's versions of the same ideas pass."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -43,13 +45,21 @@ def test_the_cases_contain_the_traps_the_hints_talk_about():
     assert any(c.inputs["L"] < c.inputs["S"] for c in window)  # the alignment matters only when L < S
 
 
+def _unguarded(ex_id):
+    """The exercise as checked without its guards (attnkit's own versions are switched off in the real check)."""
+    return dataclasses.replace(get_exercise(ex_id), call=None)
+
+
 def test_library_versions_pass_the_exercises():
     from attnkit import dilated_window_mask, flash_attention, linear_attention_rnn, online_softmax
 
-    def online(scores, values, block_size):  # the library's stats, then the output from them
+    def online(scores, values, block_size):  # the library's stats, then the output from them, block by block
         maxes, sums = online_softmax(scores, block_size)
-        weights = torch.exp(scores - maxes[-1][..., None]) / sums[-1][..., None]
-        return weights @ values, maxes[-1], sums[-1]
+        out = 0
+        for j in range(0, scores.shape[-1], block_size):
+            weights = torch.exp(scores[..., j:j + block_size] - maxes[-1][..., None]) / sums[-1][..., None]
+            out = out + weights @ values[..., j:j + block_size, :]
+        return out, maxes[-1], sums[-1]
 
     def tiled(query, key, value, attn_mask, block_size):
         return flash_attention(query, key, value, attn_mask, block_q=3, block_k=block_size)
@@ -57,8 +67,37 @@ def test_library_versions_pass_the_exercises():
     for ex_id, fn in (("7.1", online), ("7.2", tiled), ("7.3", lambda query, key, value:
                                                         linear_attention_rnn(query, key, value)[0]),
                       ("7.4", dilated_window_mask)):
-        report = run_exercise(get_exercise(ex_id), fn, hidden=True, seed=1)
+        report = run_exercise(_unguarded(ex_id), fn, hidden=True, seed=1)
         assert report.status == PASSED, report.render(show_hidden=True)
+        report = run_exercise(get_exercise(ex_id), fn)  # the real check refuses attnkit's own version
+        assert report.status != PASSED and all(r.misconception == f"{ex_id}/error-shortcut"
+                                               for r in report.results), report.render()
+    assert run_exercise(get_exercise("7.1"), online).results[0].status != PASSED
+
+
+def test_the_shortcut_is_refused_however_it_was_imported_and_restored_afterwards():
+    import attnkit
+    import attnkit.sparse_attention as sparse
+
+    namespace = {"torch": torch}
+    exec("from attnkit import dilated_window_mask as band\n"  # noqa: S102
+         "def sliding_window_mask(L, S, window):\n    return band(L, S, window)\n", namespace)
+    report = run_exercise(get_exercise("7.4"), namespace["sliding_window_mask"])
+    assert report.results[0].misconception == "7.4/error-shortcut", report.render()
+    assert "Hint:" in report.render()
+    assert namespace["band"] is attnkit.dilated_window_mask is sparse.dilated_window_mask
+    assert attnkit.dilated_window_mask(3, 3, 2).dtype == torch.bool
+
+
+def test_a_whole_row_softmax_is_told_to_work_by_blocks():
+    def whole(scores, values, block_size):
+        m = scores.amax(dim=-1)
+        e = torch.exp(scores - m[..., None])  # (B, L, S): every score of the row at once
+        return e @ values / e.sum(dim=-1)[..., None], m, e.sum(dim=-1)
+
+    report = run_exercise(get_exercise("7.1"), whole)
+    assert report.status != PASSED and report.passed == 3, report.render()
+    assert report.results[-1].misconception == "7.1/error-whole-row", report.render()
 
 
 def test_a_function_that_builds_all_the_scores_at_once_is_told_to_tile():

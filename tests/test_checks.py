@@ -111,6 +111,25 @@ def test_numbers_are_accepted_and_numpy_is_refused_by_name():
         to_plain((None, torch.ones(2)), 2, ("output", "weights"))
 
 
+def test_a_function_without_return_is_asked_about_it():
+    def softmax(x):
+        torch.softmax(x, dim=-1)  # computed, never returned
+
+    text = run_exercise(get_exercise("1.1"), softmax).render()
+    assert "returned None: did you forget `return`?" in text and "?." not in text, text
+
+
+def test_an_infinite_expected_value_is_shown_not_subtracted():
+    from attnkit.checks.core import _first_difference
+
+    want = torch.tensor([[1.0, float("-inf")], [2.0, 3.0]])
+    got = torch.tensor([[1.0, 0.0], [2.0, 3.5]])
+    text = _first_difference("lse", want, got, "differs from the expected values")
+    assert "at index (0, 1) expected -inf, got 0" in text and "e+308" not in text, text
+    text = _first_difference("lse", want, torch.tensor([[1.0, float("-inf")], [2.0, 3.5]]), "differs")
+    assert "largest difference 0.5" in text, text
+
+
 def test_changing_inputs_in_place_is_reported():
     def softmax(x):
         x -= x.max(dim=-1, keepdim=True).values

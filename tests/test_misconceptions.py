@@ -1405,6 +1405,235 @@ def sliding_window_mask(L, S, window):
     return torch.ones(L, S, dtype=torch.bool).tril(diagonal=S - L)""", ["window is missing"]),
 ]
 
+# --- chapter 7: the learner's further mistakes (findings of 2026-12-01)
+C += [
+    ('7.1', "the running max overwritten by the block's max", """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = s.amax(dim=-1)
+    return acc / l[..., None], m, l""", ['overwritten']),
+    ('7.1', 'm_new from the block alone', """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = s.amax(dim=-1)
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ['LAST']),
+    ('7.1', 'row_max and row_sum swapped', """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], l, m""", ['swapped']),
+    ('7.1', 'the log-sum-exp returned as row_sum', """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, m + torch.log(l)""", ['log-sum-exp']),
+    ('7.1', 'the loop stops one block early', """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1] - block_size, block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ['one block early']),
+    ('7.1', "the mean of each block's softmax", """
+def online_softmax(scores, values, block_size):
+    outs = [torch.softmax(scores[..., j:j + block_size], dim=-1) @ values[..., j:j + block_size, :]
+            for j in range(0, scores.shape[-1], block_size)]
+    m = scores.amax(dim=-1)
+    return torch.stack(outs).mean(dim=0), m, torch.exp(scores - m[..., None]).sum(dim=-1)""", ['averaged']),
+    ('7.1', 'a whole-row softmax', """
+def online_softmax(scores, values, block_size):
+    m = scores.amax(dim=-1)
+    weights = torch.softmax(scores, dim=-1)
+    return weights @ values, m, torch.exp(scores - m[..., None]).sum(dim=-1)""", ['one block of keys at a time']),
+    ('7.1', 's.max(dim) is a pair', """
+def online_softmax(scores, values, block_size):
+    m = torch.full(scores.shape[:-1], float("-inf"))
+    l = torch.zeros(scores.shape[:-1])
+    acc = torch.zeros(scores.shape[:-1] + values.shape[-1:])
+    for j in range(0, scores.shape[-1], block_size):
+        s = scores[..., j:j + block_size]
+        m_new = torch.maximum(m, s.max(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ values[..., j:j + block_size, :]
+        m = m_new
+    return acc / l[..., None], m, l""", ['.values']),
+    ('7.1', "attnkit's own online_softmax", """
+def online_softmax(scores, values, block_size):
+    import attnkit
+    maxes, sums = attnkit.online_softmax(scores, block_size)
+    return torch.softmax(scores, dim=-1) @ values, maxes[-1], sums[-1]""", ['switched off']),
+    ('7.2', 'blocked keys filled with -1e9', """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-1] + key.shape[-2:-1])
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], -1e9)
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    lse = torch.where(empty, float("-inf"), m + torch.log(l))
+    return acc / torch.where(empty, 1.0, l)[..., None], lse""", ['-1e9']),
+    ('7.2', 'the bool mask added to the scores', """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-1] + key.shape[-2:-1])
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s + mask[..., j:j + block_size]
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    lse = torch.where(empty, float("-inf"), m + torch.log(l))
+    return acc / torch.where(empty, 1.0, l)[..., None], lse""", ['ADDED']),
+    ('7.2', 'lse 0 for a row with no visible key', """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-1] + key.shape[-2:-1])
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        shift = torch.where(torch.isneginf(m_new), 0.0, m_new)
+        c = torch.exp(m - shift)
+        p = torch.exp(s - shift[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    empty = l == 0
+    lse = torch.where(empty, 0.0, m + torch.log(l))
+    return acc / torch.where(empty, 1.0, l)[..., None], lse""", ['expected -inf, got 0', 'log(0)']),
+    ('7.3', 'the state overwritten, the normaliser accumulated', """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    z = torch.zeros(q.shape[0], q.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        state = k[:, t, :, None] * value[:, t, None, :]
+        z = z + k[:, t]
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ['state S is not accumulated']),
+    ('7.3', 'phi on the query only', """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, key
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    z = torch.zeros(q.shape[0], q.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        state = state + k[:, t, :, None] * value[:, t, None, :]
+        z = z + k[:, t]
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ['query only']),
+    ('7.3', 'the normaliser sums the raw keys', """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query) + 1, F.elu(key) + 1
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    z = torch.zeros(q.shape[0], q.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        state = state + k[:, t, :, None] * value[:, t, None, :]
+        z = z + key[:, t]
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ['raw keys']),
+    ('7.3', 'the query scaled by 1/sqrt(D) before phi', """
+def linear_attention_recurrent(query, key, value):
+    q, k = F.elu(query / math.sqrt(query.shape[-1])) + 1, F.elu(key) + 1
+    state = torch.zeros(q.shape[0], q.shape[2], value.shape[2])
+    z = torch.zeros(q.shape[0], q.shape[2])
+    outs = []
+    for t in range(q.shape[1]):
+        state = state + k[:, t, :, None] * value[:, t, None, :]
+        z = z + k[:, t]
+        outs.append((q[:, t, None, :] @ state)[:, 0] / (q[:, t] * z).sum(-1, keepdim=True))
+    return torch.stack(outs, dim=1)""", ['No 1/sqrt(D)']),
+    ('7.4', 'window one too narrow', """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    return (j <= i) & (j > i - window + 1)""", ['window - 1 keys']),
+    ('7.4', 'no causal bound', """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    return j > i - window""", ['no causal bound']),
+    ('7.4', "attnkit's dilated_window_mask", """
+def sliding_window_mask(L, S, window):
+    import attnkit
+    return attnkit.dilated_window_mask(L, S, window)""", ['switched off']),
+    ('7.4', 'an int64 mask', """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    return ((j <= i) & (j > i - window)).long()""", ['dtype int64']),
+    ('7.4', 'no return', """
+def sliding_window_mask(L, S, window):
+    i = torch.arange(S - L, S)[:, None]
+    j = torch.arange(S)[None, :]
+    mask = (j <= i) & (j > i - window)""", ['forget `return`']),
+]
+
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]
 
 

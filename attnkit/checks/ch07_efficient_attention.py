@@ -10,7 +10,9 @@ bugs show: B > 1, L != S, D != Dv, a last block shorter than the others.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 
 import torch
 
@@ -25,22 +27,35 @@ _NEG = float("-inf")
 
 
 def _online(scores, values, block_size, *, start=_NEG, rescale_sum=True, rescale_acc=True, inverted=False,
-            block_max=False):
+            block_max=False, max_from="running", keep_max="new", skip_short=False, stats="m, l"):
     """The online softmax with switches for the classic mistakes (all off: the reference)."""
     m = torch.full(scores.shape[:-1], start, dtype=scores.dtype)  # (B, L): the running max
     l = torch.zeros(scores.shape[:-1], dtype=scores.dtype)  # (B, L): the running sum, measured against m
     acc = torch.zeros(scores.shape[:-1] + values.shape[-1:], dtype=scores.dtype)  # (B, L, Dv)
-    for j0 in range(0, scores.shape[-1], block_size):
+    S = scores.shape[-1]
+    for j0 in range(0, S - block_size if skip_short else S, block_size):  # skip_short: stops one block early
         s = scores[..., j0:j0 + block_size]  # (B, L, bk)
-        m_new = torch.maximum(m, s.amax(dim=-1))  # (B, L)
+        m_new = torch.maximum(m, s.amax(dim=-1)) if max_from == "running" else s.amax(dim=-1)  # (B, L)
         c = torch.exp(m_new - m) if inverted else torch.exp(m - m_new)  # (B, L): old values were against m
         if block_max:  # each block against its own max, nothing corrected
             c = torch.ones_like(c)
         p = torch.exp(s - (s.amax(dim=-1) if block_max else m_new)[..., None])  # (B, L, bk)
         l = (l * c if rescale_sum else l) + p.sum(dim=-1)
         acc = (acc * c[..., None] if rescale_acc else acc) + p @ values[..., j0:j0 + block_size, :]  # (B, L, Dv)
-        m = m_new
+        m = m_new if keep_max == "new" else s.amax(dim=-1)
+    if stats == "l, m":
+        return acc / l[..., None], l, m
+    if stats == "m, lse":
+        return acc / l[..., None], m, m + torch.log(l)
     return acc / l[..., None], m, l
+
+
+def _online_block_average(scores, values, block_size):
+    """The mean of each block's own softmax(block) @ values: every block weighted the same."""
+    outs = [torch.softmax(scores[..., j0:j0 + block_size], dim=-1) @ values[..., j0:j0 + block_size, :]
+            for j0 in range(0, scores.shape[-1], block_size)]  # each (B, L, Dv)
+    m = scores.amax(dim=-1)  # (B, L)
+    return torch.stack(outs).mean(dim=0), m, torch.exp(scores - m[..., None]).sum(dim=-1)
 
 
 def _online_ref(scores, values, block_size):
@@ -56,6 +71,8 @@ def _online_cases(gen: torch.Generator) -> list[Case]:
              {"scores": rising.contiguous(), "values": randn(gen, 2, 12, 5), "block_size": 3}),
         Case("every score negative (between -9 and -3), (1, 4, 9), block_size 3",
              {"scores": -6 + randn(gen, 1, 4, 9).clamp(-3, 3), "values": randn(gen, 1, 9, 2), "block_size": 3}),
+        Case("2048 keys in blocks of 128, (1, 8, 2048) (exp of all 2048 scores of a row must never exist at once)",
+             {"scores": randn(gen, 1, 8, 2048, scale=2.0), "values": randn(gen, 1, 2048, 4), "block_size": 128}),
     ]
 
 
@@ -68,7 +85,7 @@ def _online_hidden(gen: torch.Generator) -> list[Case]:
 
 
 def _tiled(query, key, value, attn_mask, block_size, *, use_mask="tile", safe_shift=True, safe_divide=True,
-           lse="m+log(l)", scaled=True):
+           lse="m+log(l)", scaled=True, fill=_NEG):
     """Tiled attention with switches for the classic mistakes (defaults: the reference)."""
     scale = 1 / math.sqrt(query.shape[-1]) if scaled else 1.0
     L, S = query.shape[-2], key.shape[-2]
@@ -80,7 +97,9 @@ def _tiled(query, key, value, attn_mask, block_size, *, use_mask="tile", safe_sh
         j1 = min(j0 + block_size, S)
         s = query @ key[..., j0:j1, :].transpose(-2, -1) * scale  # (B, L, D) x (B, D, bk) -> (B, L, bk)
         if use_mask == "tile":
-            s = s.masked_fill(~mask[..., j0:j1], _NEG)
+            s = s.masked_fill(~mask[..., j0:j1], fill)
+        elif use_mask == "added":  # a bool mask added like a float one: +1 where allowed
+            s = s + mask[..., j0:j1]
         elif use_mask == "first-tile":
             s = s.masked_fill(~mask[..., : j1 - j0], _NEG)  # the first tile's columns, every time
         elif use_mask == "inverted":
@@ -98,6 +117,8 @@ def _tiled(query, key, value, attn_mask, block_size, *, use_mask="tile", safe_sh
         return out, torch.log(l)
     if lse == "m":
         return out, m
+    if lse == "zero-if-empty":
+        return out, torch.where(empty, torch.zeros_like(m), m + torch.log(l))
     return out, torch.where(empty, torch.full_like(m, _NEG), m + torch.log(l))
 
 
@@ -106,18 +127,93 @@ def _tiled_ref(query, key, value, attn_mask, block_size):
 
 
 class FullScoresError(RuntimeError):
-    """Raised by the 7.2 check when the function created a tensor as large as all the scores at once."""
+    """Raised by the 7.1/7.2 checks when the function created a tensor as large as all the scores at once."""
 
 
-def _call_tiled(fn, inputs):
-    """Call fn, counting the bytes of the tensors it creates; with many keys, the (B, L, S) scores must never exist."""
-    out, peak = peak_tensor_bytes(fn, **inputs)
-    query, key = inputs["query"], inputs["key"]
-    full = query.shape[0] * query.shape[1] * key.shape[1] * 4  # bytes of the (B, L, S) float32 scores
-    if key.shape[1] >= 1024 and peak >= full:
-        raise FullScoresError(f"your function had {peak:,} bytes of tensors alive at once, as much as the whole "
-                              f"(B, L, S) scores ({full:,} bytes): it did not work tile by tile")
-    return out
+class ShortcutError(RuntimeError):
+    """Raised when a function calls the attnkit function that solves the exercise it is checked for."""
+
+
+@contextlib.contextmanager
+def _switched_off(names: tuple[str, ...], fn, exercise_id: str):
+    """attnkit's functions `names` raise ShortcutError while the block runs: in attnkit, in their modules and
+    under any name the learner's function sees them in its globals (a notebook's `from attnkit import ...`)."""
+    import attnkit
+
+    originals = {name: getattr(attnkit, name) for name in names}
+    ids = {id(f): name for name, f in originals.items()}
+
+    def refuse(name):
+        def refused(*args, **kwargs):
+            raise ShortcutError(f"you called attnkit.{name}: exercise {exercise_id} asks you to write it yourself "
+                                "(attnkit's own version is switched off while this exercise is checked)")
+        return refused
+
+    patched = []  # (namespace, name, old value or _MISSING), or (closure cell, None, old value)
+    spaces = [attnkit.__dict__] + [sys.modules[f.__module__].__dict__ for f in originals.values()]
+    spaces.append(getattr(fn, "__globals__", {}))
+    for space in spaces:
+        for key, value in list(space.items()):
+            if id(value) in ids and callable(value):
+                patched.append((space, key, value))
+                space[key] = refuse(ids[id(value)])
+    for name in names:  # attnkit resolves its exports lazily: a name not loaded yet is patched too
+        if name not in attnkit.__dict__:
+            patched.append((attnkit.__dict__, name, _MISSING))
+            attnkit.__dict__[name] = refuse(name)
+    cells = [c for c in (getattr(fn, "__closure__", None) or ()) if id(_cell_value(c)) in ids]
+    for cell in cells:  # a name the function closed over (an import inside an enclosing function)
+        patched.append((cell, None, cell.cell_contents))
+        cell.cell_contents = refuse(ids[id(cell.cell_contents)])
+    try:
+        if id(fn) in ids:  # the function handed to check() is attnkit's own
+            refuse(ids[id(fn)])()
+        yield
+    finally:
+        for space, key, value in reversed(patched):
+            if key is None:
+                space.cell_contents = value
+            elif value is _MISSING:
+                space.pop(key, None)
+            else:
+                space[key] = value
+
+
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:  # a cell not filled yet
+        return None
+
+
+_MISSING = object()
+
+
+def _guarded(exercise_id: str, shortcuts: tuple[str, ...], *, scores_of=None):
+    """A `call` for Exercise: the shortcuts switched off, and with many keys (`scores_of(inputs)` = (B, L, S)
+    or None) no tensor set as large as the whole (B, L, S) float32 scores alive at once."""
+
+    def call(fn, inputs):
+        with _switched_off(shortcuts, fn, exercise_id):
+            if scores_of is None:
+                return fn(**inputs)
+            out, peak = peak_tensor_bytes(fn, **inputs)
+        B, L, S = scores_of(inputs)
+        full = B * L * S * 4  # bytes of the (B, L, S) float32 scores
+        if S >= 1024 and peak >= full:
+            raise FullScoresError(f"your function had {peak:,} bytes of tensors alive at once, as much as the "
+                                  f"whole (B, L, S) scores ({full:,} bytes): it did not work tile by tile")
+        return out
+
+    return call
+
+
+_call_online = _guarded("7.1", ("online_softmax", "flash_attention"), scores_of=lambda i: tuple(i["scores"].shape))
+_call_tiled = _guarded("7.2", ("flash_attention",),
+                       scores_of=lambda i: (i["query"].shape[0], i["query"].shape[1], i["key"].shape[1]))
+_call_linear = _guarded("7.3", ("linear_attention_rnn", "linear_attention_parallel"))
+_call_window = _guarded("7.4", ("dilated_window_mask", "global_tokens_mask", "strided_mask", "block_sparse_mask",
+                                "local_window_mask"))
 
 
 def _tiled_cases(gen: torch.Generator) -> list[Case]:
@@ -160,9 +256,9 @@ def _phi(x: torch.Tensor) -> torch.Tensor:
 
 
 def _linear_rnn(query, key, value, *, accumulate=True, accumulate_z=True, normalise=True, feature=_phi,
-                causal=True, read_first=False):
+                causal=True, read_first=False, accumulate_s=True, key_feature=None, z_raw=False, q_scale=1.0):
     """Recurrent linear attention with switches for the classic mistakes (defaults: the reference)."""
-    q, k = feature(query), feature(key)  # (B, L, D)
+    q, k = feature(query * q_scale), (key_feature or feature)(key)  # (B, L, D)
     B, L, D = q.shape
     s = torch.zeros(B, D, value.shape[-1])  # (B, D, Dv): sum of phi(k_j) v_j^T so far
     z = torch.zeros(B, D)  # (B, D): sum of phi(k_j) so far
@@ -174,8 +270,9 @@ def _linear_rnn(query, key, value, *, accumulate=True, accumulate_z=True, normal
         if read_first:  # output before the state includes token t
             num, den = (q[:, t, None, :] @ s)[:, 0], (q[:, t] * z).sum(-1, keepdim=True)
         if causal:
-            s = s + kv if accumulate else kv
-            z = z + k[:, t] if accumulate_z and accumulate else k[:, t]
+            s = s + kv if accumulate and accumulate_s else kv
+            k_z = key[:, t] if z_raw else k[:, t]  # (B, D)
+            z = z + k_z if accumulate_z and accumulate else k_z
         if not read_first:
             num, den = (q[:, t, None, :] @ s)[:, 0], (q[:, t] * z).sum(-1, keepdim=True)  # (B, Dv), (B, 1)
         outs.append(num / den if normalise else num)
@@ -204,13 +301,15 @@ def _linear_hidden(gen: torch.Generator) -> list[Case]:
 
 
 def _window(L: int, S: int, window: int, *, extra: int = 0, top_left: bool = False, symmetric: bool = False,
-            causal_only: bool = False) -> torch.Tensor:
+            causal_only: bool = False, no_causal_bound: bool = False) -> torch.Tensor:
     positions = torch.arange(L)[:, None] + (0 if top_left else S - L)  # (L, 1): query i is position S - L + i
     behind = positions - torch.arange(S)[None, :]  # (L, S): how far key j lies behind the query
     if causal_only:
         return behind >= 0
     if symmetric:
         return behind.abs() < window + extra
+    if no_causal_bound:
+        return behind < window + extra
     return (behind >= 0) & (behind < window + extra)
 
 
@@ -229,6 +328,10 @@ def _window_hidden(gen: torch.Generator) -> list[Case]:
             Case("a window longer than the text: L = S = 5, window 9", {"L": 5, "S": 5, "window": 9})]
 
 
+_SHORTCUT = (r"asks you to write it yourself",
+             "Write the function with torch operations: the attnkit function that does this exercise's job is "
+             "switched off while it is checked (the chapter uses it as a black box; here you build it).", "shortcut")
+
 # A block of exp(scores) (B, L, block) multiplied by all of `values` (B, S, Dv) instead of the same block of them.
 _VALUES_BLOCK = (r"Expected size for first two dimensions of batch2 tensor|size mismatch|cannot be multiplied",
                  "Multiply each block's exp(scores - m), (B, L, block), by the SAME block of values, "
@@ -239,8 +342,10 @@ EXERCISES = [
         id="7.1", notebook=NOTEBOOK, function="online_softmax",
         title="softmax(scores) @ values one block of keys at a time, with a running max and a running sum",
         reference=_online_ref, make_cases=_online_cases, make_hidden_cases=_online_hidden,
-        output_names=("output", "row_max", "row_sum"),
-        error_hints=(_VALUES_BLOCK,),
+        output_names=("output", "row_max", "row_sum"), call=_call_online,
+        error_hints=(_VALUES_BLOCK, _SHORTCUT, (r"did not work tile by tile",
+                      "Work one block of keys at a time: exp(scores[..., j0:j1] - m_new) is (B, L, block_size); "
+                      "never torch.softmax or exp over a whole row of S scores at once.", "whole-row")),
         misconceptions=(
             Misconception(lambda scores, values, block_size: _online(scores, values, block_size, rescale_sum=False,
                                                                      rescale_acc=False),
@@ -270,6 +375,28 @@ EXERCISES = [
                           "exponentials of different blocks are then on different scales. Keep ONE running max, "
                           "m_new = max(m, max of this block), and rescale what came before by exp(m - m_new).",
                           name="block-local-max"),
+            Misconception(lambda scores, values, block_size: _online(scores, values, block_size, keep_max="block"),
+                          "Your running max is overwritten by each block's own max (m = block max), so it can go "
+                          "DOWN and the next correction is measured against the wrong value. Keep the running "
+                          "one: m = m_new = torch.maximum(m, block max).", name="max-overwritten"),
+            Misconception(lambda scores, values, block_size: _online(scores, values, block_size, max_from="block"),
+                          "Your m_new is the block's own max, not the running max: row_max then reports the LAST "
+                          "block's max. m_new = torch.maximum(m, block max) never decreases.",
+                          name="max-not-running"),
+            Misconception(lambda scores, values, block_size: _online(scores, values, block_size, stats="l, m"),
+                          "row_max and row_sum are swapped: return output, row_max (the running max m), row_sum "
+                          "(the running sum l), in that order.", name="stats-swapped"),
+            Misconception(lambda scores, values, block_size: _online(scores, values, block_size, stats="m, lse"),
+                          "Your row_sum is the log-sum-exp m + log(l). The exercise asks for l itself: the sum of "
+                          "exp(score - row_max) over the row (the lse belongs to 7.2).", name="lse-as-row-sum"),
+            Misconception(lambda scores, values, block_size: _online(scores, values, block_size, skip_short=True),
+                          "Your loop stops one block early: range(0, S - block_size, block_size) misses the last "
+                          "block. Use range(0, S, block_size); the last block may be shorter, and "
+                          "scores[..., j0:j0 + block_size] simply stops at S.", name="last-block-skipped"),
+            Misconception(_online_block_average,
+                          "You averaged each block's own softmax @ values: blocks are not worth the same. A block "
+                          "counts in proportion to its share of the row's total exp; keep one running max and "
+                          "sum and let the correction factor reweight what came before.", name="block-average"),
         ),
     ),
     Exercise(
@@ -277,7 +404,7 @@ EXERCISES = [
         title="Masked attention over blocks of keys without the (L, S) matrix: the output and each row's log-sum-exp",
         reference=_tiled_ref, make_cases=_tiled_cases, make_hidden_cases=_tiled_hidden,
         output_names=("output", "lse"), call=_call_tiled,
-        error_hints=(_VALUES_BLOCK, (r"did not work tile by tile",
+        error_hints=(_VALUES_BLOCK, _SHORTCUT, (r"did not work tile by tile",
                       "Compute the scores one tile at a time: for each block of keys, q @ k_tile^T is (B, L, "
                       "block_size); never the whole q @ k^T, nor a softmax over all S keys at once (no "
                       "F.scaled_dot_product_attention, no torch.logsumexp over every score).", "full-scores"),),
@@ -316,13 +443,31 @@ EXERCISES = [
                                                                                   block_size, scaled=False),
                           "Your scores are not scaled: divide each tile of q @ k^T by sqrt(D), D the query/key "
                           "width (query.shape[-1]), as scaled dot-product attention does.", name="unscaled"),
+            Misconception(lambda query, key, value, attn_mask, block_size: _tiled(query, key, value, attn_mask,
+                                                                                  block_size, fill=-1e9),
+                          "A finite fill such as -1e9 instead of -inf: a query that may attend to NO key then has "
+                          "all its scores equal to -1e9, so it averages all the values (and gets a finite lse) "
+                          "instead of returning zeros and lse = -inf. Fill with -inf and guard the -inf max.",
+                          name="finite-fill"),
+            Misconception(lambda query, key, value, attn_mask, block_size: _tiled(query, key, value, attn_mask,
+                                                                                  block_size, use_mask="added"),
+                          "You ADDED the bool mask to the scores (+1 where allowed, +0 where blocked): that is "
+                          "how a float mask of 0 / -inf works. A bool mask selects: masked_fill(~mask_tile, "
+                          "-inf).", name="bool-mask-added"),
+            Misconception(lambda query, key, value, attn_mask, block_size: _tiled(query, key, value, attn_mask,
+                                                                                  block_size, lse="zero-if-empty"),
+                          "A query with no visible key has lse = log(0) = -inf (the log of an empty sum), as "
+                          "torch.logsumexp gives for a row of -inf; your lse is 0 there.",
+                          name="lse-zero-if-empty"),
         ),
     ),
     Exercise(
         id="7.3", notebook=NOTEBOOK, function="linear_attention_recurrent",
         title="Causal linear attention as an RNN: a (D, Dv) state and a (D,) normaliser updated once per token",
         reference=_linear_ref, make_cases=_linear_cases, make_hidden_cases=_linear_hidden,
-        output_names=("output",),
+        output_names=("output",), call=_call_linear, error_hints=(_SHORTCUT,),
+        nan_causes=("0 / 0: a normaliser phi(q_t).z_t that is 0, as when z is still empty (read before token t "
+                    "is added) or when phi is not applied and q.k can be 0 or negative"),
         misconceptions=(
             Misconception(lambda query, key, value: _linear_rnn(query, key, value, accumulate=False),
                           "Your state is not accumulated: it holds only the current token's phi(k_t) v_t^T, so "
@@ -347,18 +492,36 @@ EXERCISES = [
                           "You read the state before adding token t, so token t does not see itself (and token 0 "
                           "divides 0 by 0). Update S and z with token t first, then compute output t.",
                           name="read-before-update"),
+            Misconception(lambda query, key, value: _linear_rnn(query, key, value, accumulate_s=False),
+                          "Your state S is not accumulated (only z is): S_t = S_{t-1} + phi(k_t) v_t^T is a running "
+                          "sum over the tokens 0 .. t, like z_t.", name="state-only-not-accumulated"),
+            Misconception(lambda query, key, value: _linear_rnn(query, key, value, key_feature=lambda x: x),
+                          "You applied phi to the query only: the keys need it too, phi(k_t) in the state and in "
+                          "z, so that every phi(q).phi(k) is positive.", name="phi-on-query-only"),
+            Misconception(lambda query, key, value: _linear_rnn(query, key, value, z_raw=True),
+                          "Your normaliser sums the raw keys k_t: z_t = z_{t-1} + phi(k_t), the same phi(k_t) as "
+                          "in the state, so that phi(q).z is the sum of the weights.", name="z-raw-keys"),
+            Misconception(lambda query, key, value: _linear_rnn(query, key, value,
+                                                                q_scale=1 / math.sqrt(query.shape[-1])),
+                          "No 1/sqrt(D) here: linear attention uses phi(q).phi(k) as it is (scaling q before phi "
+                          "changes phi's values; a factor after phi would cancel in the division).",
+                          name="scaled-query"),
         ),
     ),
     Exercise(
         id="7.4", notebook=NOTEBOOK, function="sliding_window_mask",
         title="A causal sliding-window mask: each query sees its own token and the window - 1 before it",
         reference=_window_ref, make_cases=_window_cases, make_hidden_cases=_window_hidden,
-        output_names=("mask",),
+        output_names=("mask",), call=_call_window, error_hints=(_SHORTCUT,),
         misconceptions=(
             Misconception(lambda L, S, window: _window(L, S, window, extra=1),
                           "Off by one: your window holds window + 1 keys. Query at position p sees the `window` "
                           "keys p - window + 1 .. p (its own token included): p - j < window, not <=.",
                           name="off-by-one-window"),
+            Misconception(lambda L, S, window: _window(L, S, window, extra=-1),
+                          "Off by one: your window holds window - 1 keys. Query at position p sees the `window` "
+                          "keys p - window + 1 .. p, its own token INCLUDED: 0 <= p - j < window.",
+                          name="window-one-too-narrow"),
             Misconception(lambda L, S, window: _window(L, S, window, top_left=True),
                           "Wrong causal alignment: with S > L the L queries are the LAST L tokens, so query i sits "
                           "at position S - L + i (bottom-right, like attnkit.causal_mask), not at i.",
@@ -372,6 +535,9 @@ EXERCISES = [
             Misconception(lambda L, S, window: ~_window(L, S, window),
                           "Your mask is inverted: True must mean the query MAY attend to the key (as in "
                           "F.scaled_dot_product_attention).", name="inverted-mask"),
+            Misconception(lambda L, S, window: _window(L, S, window, no_causal_bound=True),
+                          "Your window has no causal bound: every query also sees ALL the keys after it. Keep "
+                          "both limits: p - j < window AND p - j >= 0 (j <= p).", name="no-causal-bound"),
         ),
     ),
 ]

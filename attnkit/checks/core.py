@@ -68,6 +68,9 @@ class Exercise:
     # (regex on the message of an exception the student's code raised, hint, kebab-case name), tried before
     # the generic ones; the hint's id is "<exercise id>/error-<name>"
     error_hints: tuple[tuple[str, str, str], ...] = ()
+    # where NaN comes from in this exercise, for the message when an output holds NaN (None: the usual two,
+    # a fully masked row and exp() overflowing)
+    nan_causes: str | None = None
     points: float = 1.0
     atol: float = 1e-5
     rtol: float = 1e-4
@@ -219,6 +222,8 @@ def to_plain(out: Any, n_outputs: int, names: Sequence[str] = ()) -> tuple[torch
                                   "(torch.from_numpy(a) converts one; better, stay in torch throughout)")
         elif isinstance(item, torch.Tensor):  # a subclass: may override comparisons
             raise OutputTypeError(f"returned a subclass of torch.Tensor ({type(item).__name__}){which}")
+        elif out is None:  # the whole result: a function that ends without `return`
+            raise OutputTypeError("returned None: did you forget `return`?")
         else:
             raise OutputTypeError(f"returned a {type(item).__name__}{which}")
         plain.append(t.clone())
@@ -264,7 +269,8 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
     except OutputTypeError as err:
         names = ", ".join(exercise.output_names)
         what = "a torch.Tensor" if len(exercise.output_names) == 1 else "a tuple of torch.Tensors"
-        return Ran(ERROR, message=f"Your function should return {what} ({names}) but it {err}.",
+        end = "" if str(err).endswith("?") else "."
+        return Ran(ERROR, message=f"Your function should return {what} ({names}) but it {err}{end}",
                    misconception="error/output-type")
     changed = [k for k, v in inputs.items()
                if isinstance(v, torch.Tensor) and not _same(v, case.inputs[k])]
@@ -400,7 +406,7 @@ _EXCEPTION_HINTS: list[tuple[re.Pattern[str], str | Callable[[re.Match, str], st
      "use `repeat_interleave(k, dim=...)` (each entry k times in a row) or `repeat` (the whole block k times), "
      "or insert a size-1 axis, expand it, then reshape.", "expand-size"),
     (re.compile(r"unsupported operand type\(s\) for .*torch\.return_types\.(max|min)|"
-                r"'torch\.return_types\.(max|min)'"),
+                r"'torch\.return_types\.(max|min)'|must be Tensor, not torch\.return_types\.(max|min)"),
      "`x.max(dim=...)` returns a pair (values, indices), not a tensor: use `x.max(dim=-1, keepdim=True).values` "
      "or `x.amax(dim=-1, keepdim=True)`.", "max-returns-pair"),
     (re.compile(r"stack expects each tensor to be equal size"),
@@ -564,8 +570,9 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
             causes = ["a row whose every score is -inf (0 / 0: a fully masked row)",
                       "exp() overflowing (inf / inf: subtract the row maximum first)"]
             first, second = causes if masked else causes[::-1]
+            where = exercise.nan_causes or f"{first} or from {second}"
             return (f"`{name}` contains NaN at {int(nan_got.sum())} position(s), e.g. at index {idx}, where "
-                    f"the expected value is {float(want_f[idx]):.4g}. NaN comes from {first} or from {second}.")
+                    f"the expected value is {float(want_f[idx]):.4g}. NaN comes from {where}.")
         if not torch.allclose(got_f, want_f, atol=exercise.atol, rtol=exercise.rtol, equal_nan=True):
             return _first_difference(name, want_f, got_f, "differs from the expected values")
     return None
@@ -602,7 +609,14 @@ def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: st
              f"expected {label} = {_fmt(want[row])}",
              f"got      {label} = {_fmt(got[row])}"]
     if want.is_floating_point():
-        lines[0] = lines[0][:-2] + f"; largest difference {float((got - want).abs().nan_to_num(math.inf).max()):.3g})."
+        infinite = bad & (torch.isinf(want) | torch.isinf(got))
+        if bool(infinite.any()):  # a difference with an infinity is no number: show the two values
+            at = tuple(int(i) for i in infinite.nonzero()[0])
+            lines[0] = (lines[0][:-2] + f"; at index {at} expected {_num(float(want[at]))}, "
+                        f"got {_num(float(got[at]))}).")
+        else:
+            largest = float((got - want)[bad].abs().nan_to_num(math.inf).max())
+            lines[0] = lines[0][:-2] + f"; largest difference {largest:.3g})."
     return "\n".join(lines)
 
 
@@ -764,10 +778,13 @@ def _named_value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.T
             f"Return a tuple of {len(expected)} tensors: {', '.join(exercise.output_names)}."
     for name, want, got in zip(exercise.output_names, expected, actual, strict=False):
         if want.dtype == torch.bool and got.dtype != torch.bool:
+            other = ("A float mask means something else to PyTorch: it is ADDED to the scores."
+                     if got.is_floating_point() else
+                     f"A mask of dtype {str(got.dtype).replace('torch.', '')} is not a bool mask: PyTorch refuses "
+                     "it or reads it as numbers, not as may / may not attend.")
             return "generic/bool-mask-dtype", (
                 f"`{name}` must be a bool tensor (True = may attend): build it with dtype=torch.bool or from "
-                "a comparison (`<`, `>=`), or convert with `.bool()`. A float mask means something else "
-                "to PyTorch: it is ADDED to the scores.")
+                "a comparison (`<`, `>=`), or convert with `.bool()`. " + other)
         if not (want.is_floating_point() or want.dtype == torch.bool) and got.is_floating_point():
             return "generic/integer-dtype", (
                 f"`{name}` holds integer values (positions, token ids): return an integer tensor, e.g. "

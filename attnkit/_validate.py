@@ -52,7 +52,7 @@ def expect_size(name: str, x: torch.Tensor, dim: int, size: int, what: str) -> N
 def expect_broadcastable(name: str, x: torch.Tensor, target: Sequence[int]) -> None:
     """Raise a ValueError unless `x` broadcasts to `target` (e.g. a mask to the scores' shape)."""
     try:
-        result = torch.broadcast_shapes(tuple(x.shape), tuple(target))
+        result = broadcast_shapes(tuple(x.shape), tuple(target))
     except RuntimeError:
         raise ValueError(
             f"Expected `{name}` shape to be broadcastable to {shape_str(target)} "
@@ -72,3 +72,23 @@ def expect_mask_dtype(name: str, mask: torch.Tensor) -> None:
             f"Expected `{name}` to be a bool tensor (True = may attend) or a float tensor "
             f"(added to the scores) but got dtype {mask.dtype}"
         )
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
+    """torch.broadcast_shapes in plain Python (the same result and the same RuntimeError).
+
+    torch's own imports sympy and torch.fx's symbolic shapes on its first call (about 500 modules, seconds
+    on a cold disk), which every chapter would pay for one tuple of sizes.
+    """
+    result: list[int] = []
+    for shape in shapes:
+        shape = tuple(shape)
+        if len(shape) > len(result):
+            result = [1] * (len(shape) - len(result)) + result
+        for i, size in enumerate(shape, start=len(result) - len(shape)):
+            if size != 1 and result[i] != 1 and size != result[i]:
+                raise RuntimeError(f"Shape mismatch: objects cannot be broadcast to a single shape. "
+                                   f"Mismatch is between {shape_str(result)} and {shape_str(shape)}")
+            if result[i] == 1:
+                result[i] = size
+    return torch.Size(result)

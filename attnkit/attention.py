@@ -15,6 +15,7 @@ import math
 import torch
 
 from attnkit._validate import (
+    broadcast_shapes,
     expect_broadcastable,
     expect_mask_dtype,
     expect_ndim,
@@ -131,7 +132,7 @@ def scaled_dot_product_attention(
             raise ValueError("Expected either `attn_mask` or `is_causal=True`, not both")
         # top-left aligned, like PyTorch: query i sees keys 0..i whatever S is
         attn_mask = torch.ones(L, S, dtype=torch.bool, device=query.device).tril()
-    scores_shape = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
+    scores_shape = broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
     bias = _bias(attn_mask, scores_shape, torch.float32 if query.dtype in _HALF else query.dtype)
     return attend(query, key, value, bias, dropout_p=dropout_p, scale=scale)
 

@@ -32,6 +32,13 @@ class _TensorBytes(TorchDispatchMode):
         self.current = 0
         self.peak = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # False: torch then leaves __torch_dispatch__ as written instead of wrapping it in a dynamo-disable that
+        # imports torch._dynamo (about 350 modules, seconds on a cold disk) at the first operation; this meter
+        # is never compiled.
+        return False
+
     def _release(self, address: int) -> None:
         entry = self.live.get(address)
         if entry is None:

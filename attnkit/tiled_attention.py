@@ -20,7 +20,14 @@ import math
 
 import torch
 
-from attnkit._validate import expect_broadcastable, expect_mask_dtype, expect_ndim, expect_size, expect_tensor
+from attnkit._validate import (
+    broadcast_shapes,
+    expect_broadcastable,
+    expect_mask_dtype,
+    expect_ndim,
+    expect_size,
+    expect_tensor,
+)
 
 __all__ = ["online_softmax", "merge_partials", "flash_attention", "tile_steps"]
 
@@ -130,7 +137,7 @@ def flash_attention(
     _expect_block("block_q", block_q)
     _expect_block("block_k", block_k)
     L, S, Dv = query.shape[-2], key.shape[-2], value.shape[-1]
-    batch = torch.broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
+    batch = broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     if attn_mask is not None:
         expect_tensor("attn_mask", attn_mask)
         expect_mask_dtype("attn_mask", attn_mask)

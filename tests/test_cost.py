@@ -57,3 +57,16 @@ def test_best_time_is_positive_and_checks_its_arguments():
         best_time(torch.randn, 10, repeats=0)
     with pytest.raises(TypeError, match="`fn`"):
         peak_tensor_bytes(3)
+
+
+def test_the_meter_and_the_attention_functions_do_not_import_dynamo_or_sympy():
+    """torch.broadcast_shapes and a dynamo-wrapped dispatch mode import ~800 modules (seconds on a cold disk)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\nfrom attnkit import flash_attention, peak_tensor_bytes, scaled_dot_product_attention\n"
+            "q = torch.randn(1, 1, 8, 4)\npeak_tensor_bytes(scaled_dot_product_attention, q, q, q)\n"
+            "flash_attention(q, q, q, block_k=4)\n"
+            "print(sorted(m for m in ('sympy', 'torch._dynamo') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

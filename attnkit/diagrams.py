@@ -810,9 +810,11 @@ def flash_tiles():
     ax.text(x0 + S * cell / 2, top + 0.15, f"tiles of {bq} queries x {bk} keys; dark = skipped (causal)",
             ha="center", fontsize=8.5)
     ax.text(x0 + S * cell / 2, y0 - 1.05, "in the orange row: blue = done (folded into m, l, O), yellow = now,\n"
-            "pale = still to read; diagonal tiles are masked inside", ha="center", va="top", fontsize=8)
-    ax.text(x0 - 0.2, top - (qb + 0.5) * bq * cell, f"query\nblock {qb}", ha="right", va="center", fontsize=8.5,
-            color=COLORS["query"])
+            "pale blue = still to read; diagonal tiles are masked inside", ha="center", va="top", fontsize=8)
+    for i in range(nq):  # every block of query rows named by its rows; the one walking in orange
+        ax.text(x0 - 0.12, top - (i + 0.5) * bq * cell, f"queries\n{i * bq}-{(i + 1) * bq - 1}", ha="right",
+                va="center", fontsize=7.5 if i != qb else 8.5, color=COLORS["query"] if i == qb else COLORS["text"],
+                weight="bold" if i == qb else "normal")
     for j in range(nk):
         ax.text(x0 + (j + 0.5) * bk * cell, y0 - 0.3, f"keys\n{j * bk}-{(j + 1) * bk - 1}", ha="center",
                 va="top", fontsize=7.5)
@@ -820,20 +822,21 @@ def flash_tiles():
     ax.text(cx, top - (qb + 0.5) * bq * cell, "now", ha="center", va="center", fontsize=8)
     # the state kept per query row, and the update
     sx = x0 + S * cell + 1.0
-    arrow(ax, (x0 + (kb + 1) * bk * cell + 0.05, top - (qb + 0.5) * bq * cell), (sx - 0.1, 4.6))
-    box(ax, sx, 5.4, 2.0, 0.8, "m: running max\n(one per row)", color=COLORS["score"], fontsize=8.5)
+    arrow(ax, (cx, top - qb * bq * cell), (sx - 0.1, 5.8))  # from the "now" tile to the state it updates
+    box(ax, sx, 5.4, 2.0, 0.8, "m: running max\n(one per row)", color=_tint(COLORS["key"], 0.55), fontsize=8.5)
     box(ax, sx + 2.2, 5.4, 2.0, 0.8, "l: running sum\n(one per row)", color=COLORS["weight"], fontsize=8.5)
     box(ax, sx + 4.4, 5.4, 2.4, 0.8, "O: unnormalised\noutput (Dv per row)", color=COLORS["output"], fontsize=8.5)
     lines = ["for each key tile (S_tile = Q_block K_tile^T * scale, masked):",
-             "  m' = max(m, rowmax(S_tile))",
-             "  l  = e^(m - m') l + rowsum(e^(S_tile - m'))",
-             "  O  = e^(m - m') O + e^(S_tile - m') V_tile",
-             "  m  = m'",
+             "  1. the new running max takes the tile's row maxima in",
+             "  2. l and O, measured against the old max,",
+             "     are brought to the new one",
+             "  3. the tile's exponentials are added to l,",
+             "     and their product with V_tile to O",
              "after the last tile: output = O / l,",
              "keep lse = m + log l per row (for the backward)"]
     for n, line in enumerate(lines):
         ax.text(sx, 4.85 - n * 0.42, line, ha="left", va="center", fontsize=9, family="monospace")
-    ax.text(sx, 1.4, f"memory: one tile ({bq} x {bk}) + O + m + l,\nnot the {L} x {S} matrix", ha="left",
+    ax.text(sx, 1.2, f"memory: one tile ({bq} x {bk}) + O + m + l,\nnot the {L} x {S} matrix", ha="left",
             va="center", fontsize=9, color=COLORS["text"])
     return fig
 

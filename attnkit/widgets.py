@@ -1112,14 +1112,19 @@ def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
     block = widgets.IntSlider(description="block size", min=2, max=8, value=4)
     tile = widgets.IntSlider(description="tile", min=1, max=-(-S // block.value), value=1)
 
-    def on_block(_change: object) -> None:
+    def on_block(change: dict) -> None:
+        was_last = tile.value >= -(-S // change["old"])  # at the last tile: stay there, the final numbers
         tile.max = -(-S // block.value)  # clamps tile.value too
+        if was_last:
+            tile.value = tile.max
 
     block.observe(on_block, names="value")  # registered first: runs before the redraw
 
     def draw() -> tuple[Figure, str]:
-        data = online_softmax_explorer_data(min(tile.value, -(-S // block.value)), block.value, S=S, seed=seed)
+        n_tiles = -(-S // block.value)
+        data = online_softmax_explorer_data(min(tile.value, n_tiles), block.value, S=S, seed=seed)
         step, steps = data["step"], data["steps"]
+        every = online_softmax_explorer_data(n_tiles, block.value, S=S, seed=seed)["steps"]  # fixed axes
         fig = _figure(12, 3.2)
         ax_s, ax_l, ax_w = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.3, 1, 1.3]})
         seen = int(step["block"][-1]) + 1
@@ -1133,20 +1138,21 @@ def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
             ax_s.axhline(before, color="grey", ls="--", label=f"max before {before:.2f}")
         ax_s.axhline(float(step["max_after"]), color="tab:red", label=f"max after {float(step['max_after']):.2f}")
         ax_s.legend(loc="upper left", fontsize=7)
-        ax_s.set(title=f"scores: tile {tile.value} of {data['n_tiles']} (orange)", xlabel="key")
+        ax_s.set(title=f"scores: tile {tile.value} of {data['n_tiles']} (orange)", xlabel="key", ylabel="score")
         xs = range(1, len(steps) + 1)
         rescaled = [float(s["sum_rescaled"]) for s in steps]
         shares = [float(s["tile_sum"]) for s in steps]
         ax_l.bar(xs, rescaled, color="tab:blue", label="old sum x e^(old max - new max)")
         ax_l.bar(xs, shares, bottom=rescaled, color="tab:orange", label="this tile's sum")
         ax_l.plot(xs, [float(s["sum_before"]) for s in steps], "k_", ms=14, label="old sum before the correction")
-        top = max(float(s["sum_after"]) for s in steps)
-        ax_l.set(title="running sum l, step by step", xlabel="tile", xticks=list(xs), ylim=(0, top * 1.7))
+        top = max(max(float(s["sum_after"]), float(s["sum_before"])) for s in every)  # the same at every step
+        ax_l.set(title="running sum l, step by step", xlabel="tile", ylabel="l", xticks=list(range(1, n_tiles + 1)),
+                 xlim=(0.4, n_tiles + 0.6), ylim=(0, top * 1.7))
         ax_l.legend(loc="upper left", fontsize=7)
         ax_w.bar(range(S), data["weights"].tolist(), color=colors)
         ax_w.plot(range(S), data["softmax"].tolist(), "k.", label="final softmax")
-        highest = max(float(data["softmax"].max()), float(data["weights"].max()))
-        ax_w.set(title="weights so far: exp(s - m) / l", xlabel="key", ylim=(0, 1.3 * highest))
+        highest = max(float(data["softmax"].max()), max(float(s["weights"].max()) for s in every))
+        ax_w.set(title="weights so far: exp(s - m) / l", xlabel="key", ylabel="weight", ylim=(0, 1.3 * highest))
         ax_w.legend(loc="upper left", fontsize=7)
         return fig, (f"tile {tile.value}/{data['n_tiles']} (block size {block.value}): max "
                      f"{float(step['max_before']):.2f} -> {float(step['max_after']):.2f}; sum "

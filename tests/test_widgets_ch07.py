@@ -41,3 +41,12 @@ def test_every_control_redraws_and_the_tile_slider_follows_the_block_size():
     text = assert_redraws(box, "block size", 8)
     assert controls(box)["tile"].max == 2 and "tile 2/2" in text
     assert_redraws(box, "tile", 1)
+
+
+def test_the_last_tile_stays_the_last_when_the_block_size_changes():
+    box = W.online_softmax_explorer()
+    assert_redraws(box, "tile", 4)  # the last of 4 tiles
+    assert "tile 6/6" in assert_redraws(box, "block size", 3)  # still the last: the final numbers to compare
+    assert "tile 2/2" in assert_redraws(box, "block size", 8)
+    assert_redraws(box, "tile", 1)
+    assert "tile 1/" in assert_redraws(box, "block size", 4)  # not at the end: stays where it was

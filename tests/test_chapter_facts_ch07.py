@@ -58,7 +58,7 @@ def test_block_summaries_combine_to_the_whole_row(ch7):
 
 def test_the_tiles_example_has_three_and_a_half_tiles_of_padding(ch7):
     ns = ch7["ch07-012"]
-    assert int((~ns["real"][1]).sum()) == 28  # 28 padding keys = 3.5 tiles of 8 ("28 padding keys, 3.5 tiles")
+    assert int((~ns["real"][1]).sum()) == 28  # 28 padding keys = 3.5 tiles of 8 ("28 padding keys, 3 tiles and a half")
     assert (ns["out"][0, 0, 3] == 0).all() and torch.isneginf(ns["lse"][0, 0, 3])
 
 
@@ -66,6 +66,14 @@ def test_tiled_memory_and_output(ch7):
     ns = ch7["ch07-014"]
     assert ns["naive_bytes"] / ns["tiled_bytes"] > 20
     assert all(a < b for a, b in zip(ns["peaks"], ns["peaks"][1:], strict=False))  # "grows with the tile"
+    beyond_output = [p - n * 64 * 4 for p, n in zip(ns["by_length"], ns["lengths"], strict=True)]
+    assert max(beyond_output) < 1.2 * min(beyond_output)  # "with L only as the output does"
+
+
+def test_the_naive_memory_figures_quoted_later_agree(ch7):
+    rows = ch7["ch07-003"]["rows"]
+    per_entry = rows[-1][3] / (rows[-1][0] ** 2)  # bytes per (L x L) entry: five float32 matrices
+    assert round(per_entry * 8192**2 / 2**30, 2) == 1.25  # "at L = 8192 ... would need 1.25 GB"
 
 
 def test_recall_softmax_perfect_linear_degrades(ch7):

@@ -1564,6 +1564,23 @@ def tiled_attention(query, key, value, attn_mask, block_size):
     empty = l == 0
     lse = torch.where(empty, 0.0, m + torch.log(l))
     return acc / torch.where(empty, 1.0, l)[..., None], lse""", ['expected -inf, got 0', 'log(0)']),
+    ("7.2", "NaN replaced at the end instead of guarded", """
+def tiled_attention(query, key, value, attn_mask, block_size):
+    mask = attn_mask.expand(query.shape[:-1] + key.shape[-2:-1])
+    m = torch.full(query.shape[:-1], float("-inf"))
+    l = torch.zeros(query.shape[:-1])
+    acc = torch.zeros(query.shape[:-1] + value.shape[-1:])
+    for j in range(0, key.shape[-2], block_size):
+        s = query @ key[..., j:j + block_size, :].transpose(-2, -1) / math.sqrt(query.shape[-1])
+        s = s.masked_fill(~mask[..., j:j + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(dim=-1))
+        c = torch.exp(m - m_new)
+        p = torch.exp(s - m_new[..., None])
+        l = l * c + p.sum(dim=-1)
+        acc = acc * c[..., None] + p @ value[..., j:j + block_size, :]
+        m = m_new
+    lse = m + torch.log(l)
+    return torch.nan_to_num(acc / l[..., None]), torch.where(lse.isnan(), float("-inf"), lse)""", ["Guard the shift"]),
     ('7.3', 'the state overwritten, the normaliser accumulated', """
 def linear_attention_recurrent(query, key, value):
     q, k = F.elu(query) + 1, F.elu(key) + 1

@@ -122,6 +122,12 @@ def _tiled(query, key, value, attn_mask, block_size, *, use_mask="tile", safe_sh
     return out, torch.where(empty, torch.full_like(m, _NEG), m + torch.log(l))
 
 
+def _tiled_nan_hidden(query, key, value, attn_mask, block_size):
+    """No guard against the -inf max, then the NaN it made replaced at the end (zeros, lse -inf)."""
+    out, lse = _tiled(query, key, value, attn_mask, block_size, safe_shift=False, safe_divide=False)
+    return out.nan_to_num(nan=0.0), torch.where(lse.isnan(), torch.full_like(lse, _NEG), lse)
+
+
 def _tiled_ref(query, key, value, attn_mask, block_size):
     return _tiled(query, key, value, attn_mask, block_size)
 
@@ -459,6 +465,11 @@ EXERCISES = [
                           "A query with no visible key has lse = log(0) = -inf (the log of an empty sum), as "
                           "torch.logsumexp gives for a row of -inf; your lse is 0 there.",
                           name="lse-zero-if-empty"),
+            Misconception(_tiled_nan_hidden,
+                          "Rows whose first tiles were fully masked came out as zeros: exp(-inf - (-inf)) made a "
+                          "NaN there, it spread into every later tile of the row, and replacing NaN at the end "
+                          "hid it. Guard the shift instead: torch.where(torch.isneginf(m_new), 0, m_new).",
+                          name="nan-replaced-at-end"),
         ),
     ),
     Exercise(

@@ -1,0 +1,109 @@
+"""Speculative decoding, greedy: a cheap draft model guesses k tokens, the target checks them all in one call.
+
+Decoding calls the target model once per token. Speculative decoding (Leviathan et al. 2023; Chen et al.
+2023) lets a small draft model propose k tokens, then runs the target once on the newest token plus the
+k proposals: with the cache, those k + 1 queries attend under chapter 5's bottom-right causal mask, and
+the target's logits at position i say what it would have chosen after the first i proposals. Keep the
+proposals up to the first one the target disagrees with, then take the target's own token there (or,
+if all k agree, the bonus token after the last): every kept token is the one greedy decoding of the
+target would pick, so the output is exactly the target's, only with fewer target calls.
+
+Shape legend: k draft tokens per round, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from attnkit._validate import expect_tensor, shape_str
+from attnkit.paged_cache import PagedKVCache, blocks_needed
+
+__all__ = ["verify_draft", "speculative_generate"]
+
+
+def verify_draft(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """The tokens a greedy round keeps: the draft's longest prefix the target agrees with, then one of the target's.
+
+    target_logits[i] are the target's logits after the context and the first i draft tokens, so draft
+    token i is accepted when it is argmax(target_logits[i]) and every one before it was accepted.
+
+    Shapes: draft_tokens (k,) int, target_logits (k + 1, V) -> tokens (n + 1,), n = draft tokens accepted.
+
+    See chapters/08_serving.ipynb.
+    """
+    expect_tensor("draft_tokens", draft_tokens)
+    expect_tensor("target_logits", target_logits)
+    if draft_tokens.dim() != 1 or draft_tokens.is_floating_point():
+        raise ValueError(f"Expected `draft_tokens` to be integer ids of shape (k,) but got shape "
+                         f"{shape_str(draft_tokens.shape)} of dtype {draft_tokens.dtype}")
+    k = draft_tokens.shape[0]
+    if target_logits.dim() != 2 or target_logits.shape[0] != k + 1:
+        raise ValueError(f"Expected `target_logits` shape to be (k + 1, V) = ({k + 1}, V) but got "
+                         f"{shape_str(target_logits.shape)}")
+    choice = target_logits.argmax(dim=-1)  # (k + 1,): the target's token after 0, 1, ..., k draft tokens
+    agree = (choice[:k] == draft_tokens).long()  # (k,)
+    n = int(agree.cumprod(dim=0).sum())  # length of the agreeing prefix
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])  # (n + 1,)
+
+
+def _new_cache(model: torch.nn.Module, total: int, block_size: int) -> PagedKVCache:
+    config = model.config
+    cache = PagedKVCache(config.n_layer, config.n_head, config.n_embd // config.n_head, block_size=block_size,
+                         num_blocks=blocks_needed(total, block_size) + 1, dtype=model.lm_head.weight.dtype)
+    cache.add(0)
+    return cache
+
+
+def speculative_generate(
+    target: torch.nn.Module, draft: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *, k: int = 4,
+    block_size: int = 16,
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """Greedy speculative decoding of one prompt: exactly `generate(target, idx, max_new_tokens)`'s tokens.
+
+    Each round the draft proposes k tokens (one cached call each), the target scores the newest token
+    and the k proposals in one call, `verify_draft` keeps n + 1 of them, and both paged caches forget
+    the positions of rejected tokens. Stats: "rounds", "proposed", "accepted", "target_calls", "draft_calls".
+
+    Shapes: idx (1, L) -> (1, L + max_new_tokens), stats.
+
+    See chapters/08_serving.ipynb.
+    """
+    expect_tensor("idx", idx)
+    if idx.dim() != 2 or idx.shape[0] != 1 or idx.shape[1] == 0:
+        raise ValueError(f"Expected `idx` shape to be (1, L) with L >= 1 but got {shape_str(idx.shape)}")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"Expected `k` to be a positive int but got {k!r}")
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    L = idx.shape[1]
+    total = L + max_new_tokens + k + 1  # a round may overshoot by k before trimming
+    t_cache, d_cache = _new_cache(target, total, block_size), _new_cache(draft, total, block_size)
+    tokens = idx[0].tolist()
+    stats = {"rounds": 0, "proposed": 0, "accepted": 0, "target_calls": 0, "draft_calls": 0}
+    with torch.inference_mode():
+        # Prefill the target with all but the last prompt token: each round feeds it the newest token.
+        if L > 1:
+            target(idx[:, :-1], t_cache.batch([0], L - 1))
+            stats["target_calls"] += 1
+        while len(tokens) < L + max_new_tokens:
+            k_round = min(k, L + max_new_tokens - len(tokens) - 1)  # no proposal past the end
+            proposal = []
+            for _ in range(k_round):  # the draft catches up on what it has not seen, then guesses
+                fed = d_cache.lengths[0]
+                context = torch.tensor([(tokens + proposal)[fed:]])  # (1, new for the draft)
+                logits = draft(context, d_cache.batch([0], context.shape[1]), last_only=True)  # (1, 1, V)
+                proposal.append(int(logits[0, -1].argmax()))
+                stats["draft_calls"] += 1
+            start = t_cache.lengths[0]  # = len(tokens) - 1: the newest token is not cached yet
+            context = torch.tensor([tokens[start:] + proposal])  # (1, 1 + k_round)
+            logits = target(context, t_cache.batch([0], context.shape[1]))[0]  # (1 + k_round, V): one call
+            stats["target_calls"] += 1
+            kept = verify_draft(torch.tensor(proposal, dtype=torch.long), logits).tolist()
+            stats["rounds"] += 1
+            stats["proposed"] += k_round
+            stats["accepted"] += len(kept) - 1
+            tokens += kept
+            # Rejected proposals' keys and values are wrong context now: keep what precedes the newest token.
+            t_cache.truncate(0, len(tokens) - 1)
+            d_cache.truncate(0, min(d_cache.lengths[0], len(tokens) - 1))
+    return torch.tensor([tokens[:L + max_new_tokens]]), stats

@@ -44,6 +44,13 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                  "pre_post_norm", "qkv_thinking_machines", "robot_prefixes"),
     "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
                "get_exercise", "grading_mode", "padding_changes_output", "run_exercise"),
+    "paged_cache": ("BlockAllocator", "OutOfBlocksError", "PagedBatch", "PagedKVCache", "blocks_needed",
+                    "gather_paged_kv"),
+    "batching": ("Request", "ServeLog", "ServeStep", "generate_paged", "generate_shared_prefix", "left_pad",
+                 "packed_causal_mask", "serve_continuous"),
+    "speculative": ("speculative_generate", "verify_draft"),
+    "latent_attention": ("LatentAttention", "kv_bytes_per_token"),
+    "quantized_cache": ("Int8KVCache", "dequantize_int8", "quantize_int8"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 

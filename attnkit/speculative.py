@@ -18,7 +18,7 @@ import torch
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
-__all__ = ["verify_draft", "speculative_generate"]
+__all__ = ["verify_draft", "speculative_generate", "truncated_draft"]
 
 
 def verify_draft(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
@@ -107,3 +107,27 @@ def speculative_generate(
             t_cache.truncate(0, len(tokens) - 1)
             d_cache.truncate(0, min(d_cache.lengths[0], len(tokens) - 1))
     return torch.tensor([tokens[:L + max_new_tokens]]), stats
+
+
+def truncated_draft(model: torch.nn.Module, n_layer: int) -> torch.nn.Module:
+    """A draft made of the target's first `n_layer` blocks, its final LayerNorm and output layer ("early exit").
+
+    No training: the draft shares the target's weights (a copy of them), and is cheaper by the blocks it
+    skips. How often it agrees with the full model is what the chapter measures.
+
+    Shapes: a GPT with config.n_layer = n_layer; idx (B, L) -> logits (B, L, V), like the target.
+
+    See chapters/08_serving.ipynb.
+    """
+    from attnkit.gpt import GPT, GPTConfig
+
+    config = model.config
+    if not isinstance(n_layer, int) or not 1 <= n_layer <= config.n_layer:
+        raise ValueError(f"Expected `n_layer` in [1, {config.n_layer}] but got {n_layer!r}")
+    draft = GPT(GPTConfig(vocab_size=config.vocab_size, block_size=config.block_size, n_layer=n_layer,
+                          n_head=config.n_head, n_embd=config.n_embd,
+                          layer_norm_epsilon=config.layer_norm_epsilon))
+    kept = {name: w for name, w in model.state_dict().items()
+            if not name.startswith("transformer.h.") or int(name.split(".")[2]) < n_layer}
+    draft.load_state_dict(kept)
+    return draft.to(dtype=model.lm_head.weight.dtype).eval()

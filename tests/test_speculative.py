@@ -54,3 +54,19 @@ def test_a_perfect_draft_needs_one_target_call_per_k_plus_one_tokens(pair):
     tokens, stats = speculative_generate(target, target, idx, 20, k=4)
     assert torch.equal(tokens, generate(target, idx, 20))
     assert stats["accepted"] == stats["proposed"] and stats["rounds"] == 4  # 4 rounds x 5 tokens
+
+
+def test_truncated_draft_is_the_targets_first_blocks(pair):
+    from attnkit.speculative import truncated_draft
+
+    target, _ = pair
+    draft = truncated_draft(target, 2)
+    idx = torch.randint(0, 30, (2, 5), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = target.transformer.wte(idx) + target.transformer.wpe.weight[:5]
+        for block in target.transformer.h[:2]:
+            x = block(x)
+        want = target.lm_head(target.transformer.ln_f(x))
+        torch.testing.assert_close(draft(idx), want)
+    with pytest.raises(ValueError, match="n_layer"):
+        truncated_draft(target, 4)

@@ -127,6 +127,8 @@ def _call_manager(cls, inputs: dict):
     blocks held by all tables together; 1 if the op raised RuntimeError (out of blocks) else 0.
     """
     manager = cls(inputs["num_blocks"], inputs["block_size"])
+    if not all(callable(getattr(manager, name, None)) for name in ("allocate", "free", "fork")):
+        return manager  # not a block manager: judged on what it returned
     free, per_seq, in_use, raised = [], [], [], []
     for op in inputs["ops"]:
         failed = 0

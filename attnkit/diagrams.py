@@ -823,7 +823,7 @@ def block_table():
     y = 6.0
     for name, (tokens, table) in seqs.items():
         ax.text(0.2, y + 0.95, f"sequence {name}: {len(tokens)} tokens", fontsize=9, va="center")
-        for i, b in enumerate(table):
+        for i in range(len(table)):
             words = tokens[i * P:(i + 1) * P]
             x = 0.2 + i * (P * small + 0.2)
             grid(ax, x, y, [words + [""] * (P - len(words))], cell=small, fontsize=6.5,

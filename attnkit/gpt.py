@@ -72,7 +72,8 @@ class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention with one fused projection for q, k, v, as in GPT-2.
 
     With a `KVCache`, the L new tokens' queries attend to the cached keys plus their own, under a
-    causal mask aligned bottom-right (`attnkit.causal_mask(L, S)`).
+    causal mask aligned bottom-right (`attnkit.causal_mask(L, S)`). With a `PagedBatch` (chapter 8)
+    the rows hold sequences of different lengths, and the batch gives each row its own causal mask.
 
     Shapes: x (B, L, E) -> (B, L, E).
 
@@ -86,7 +87,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # W_q, W_k, W_v stacked
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # mixes the heads back together
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | PagedBatch | None = None) -> torch.Tensor:
         B, L, E = x.shape
         H = self.n_head
         # split_heads(q), split_heads(k) and split_heads(v) in one view: this runs once per token per
@@ -139,7 +140,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | PagedBatch | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache)  # (B, L, E)
         return x + self.mlp(self.ln_2(x))  # (B, L, E)
 

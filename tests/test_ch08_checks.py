@@ -86,3 +86,17 @@ def test_an_untouched_stub_is_reported_as_not_implemented():
 
     assert "not implemented yet" in run_exercise(get_exercise("8.2"), Stub).render()
     assert torch.get_default_dtype() == torch.float32
+
+
+def test_out_of_blocks_with_another_exception_type_is_explained():
+    ex = get_exercise("8.2")
+
+    class WrongError(ex.reference):
+        def allocate(self, seq, n_tokens):
+            try:
+                super().allocate(seq, n_tokens)
+            except RuntimeError as err:
+                raise MemoryError(str(err)) from None
+
+    report = run_exercise(ex, WrongError)
+    assert report.status != PASSED and "raise RuntimeError" in report.render(), report.render()

@@ -258,6 +258,12 @@ EXERCISES = [
         title="A block manager: allocate blocks only when the last one is full, free them when nobody holds them",
         reference=_Manager, make_cases=_manager_cases, make_hidden_cases=_manager_hidden, call=_call_manager,
         output_names=("free_blocks", "blocks_per_sequence", "blocks_in_use", "raised"),
+        error_hints=(
+            (r"(?i)out of|not enough|blocks|free",
+             "When the pool is too small, raise RuntimeError (the checker catches that one, as a server's scheduler "
+             "would, and checks that nothing changed); another exception type is reported as a crash.",
+             "not-runtime-error"),
+        ),
         misconceptions=(
             Misconception(_manager(floor=True),
                           "Too few blocks: length // block_size rounds DOWN, so a partly filled last block is "

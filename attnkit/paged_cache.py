@@ -315,16 +315,25 @@ class PagedBatch:
             raise ValueError(f"Expected `k` and `v` shape to be {shape_str((B, c.n_head, L, c.head_dim))} "
                              f"(B, H, L, D) but got {shape_str(k.shape)} and {shape_str(v.shape)}")
         key_blocks, value_blocks = c.key_blocks[layer], c.value_blocks[layer]  # (N, H, P, D)
+        if B == 1:  # one sequence: nothing to pad
+            self._write(key_blocks, value_blocks, 0, k[0], v[0])
+            keys, values = gather_paged_kv(key_blocks, value_blocks, self.tables[0], self.lengths[0])  # (H, S, D)
+            return keys[None], values[None]  # (1, H, S, D)
         S = max(self.lengths)
         k_all = k.new_zeros(B, c.n_head, S, c.head_dim)  # (B, H, S, D), right-padded
         v_all = v.new_zeros(B, c.n_head, S, c.head_dim)
-        P = c.block_size
         for b in range(B):
-            pos = torch.arange(int(self.starts[b]), self.lengths[b])  # (L,) positions written
-            blocks, offsets = self.tables[b][pos // P], pos % P  # (L,), (L,)
-            key_blocks[blocks, :, offsets] = k[b].transpose(0, 1)  # (L, H, D) into their slots
-            value_blocks[blocks, :, offsets] = v[b].transpose(0, 1)
+            self._write(key_blocks, value_blocks, b, k[b], v[b])
             keys, values = gather_paged_kv(key_blocks, value_blocks, self.tables[b], self.lengths[b])  # (H, S_b, D)
             k_all[b, :, : self.lengths[b]] = keys
             v_all[b, :, : self.lengths[b]] = values
         return k_all, v_all
+
+    def _write(self, key_blocks: torch.Tensor, value_blocks: torch.Tensor, row: int, k: torch.Tensor,
+               v: torch.Tensor) -> None:
+        """Store row `row`'s new keys and values (H, L, D) in their slots: position p at block table[p // P], p % P."""
+        P = self.cache.block_size
+        pos = torch.arange(int(self.starts[row]), self.lengths[row])  # (L,) positions written
+        blocks, offsets = self.tables[row][pos // P], pos % P  # (L,), (L,)
+        key_blocks[blocks, :, offsets] = k.transpose(0, 1)  # (L, H, D) into their slots
+        value_blocks[blocks, :, offsets] = v.transpose(0, 1)

@@ -167,3 +167,46 @@ def test_generate_tokens_unchanged_by_the_paged_option():
     model = tiny_gpt(3)
     idx = torch.randint(0, 40, (1, 5), generator=torch.Generator().manual_seed(2))
     assert torch.equal(generate(model, idx, 10), generate(model, idx, 10, use_cache=False))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_operations_keep_the_pool_consistent(seed):
+    """Random add / fork / reserve / truncate / free: every block is free xor referenced, counts match tables."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def pick(n: int) -> int:
+        return int(torch.randint(n, (1,), generator=gen))
+
+    cache = PagedKVCache(1, 1, 2, num_blocks=12, block_size=3)
+    alive, next_id = [], 0
+    for _ in range(200):
+        op = pick(5)
+        if op == 0 or not alive:
+            cache.add(next_id)
+            alive.append(next_id)
+            next_id += 1
+        elif op == 1:
+            cache.fork(alive[pick(len(alive))], next_id)
+            alive.append(next_id)
+            next_id += 1
+        elif op == 2:
+            seqs = [alive[pick(len(alive))]]
+            try:
+                cache.reserve(seqs, 1 + pick(5))
+            except OutOfBlocksError:
+                pass
+        elif op == 3:
+            s = alive[pick(len(alive))]
+            cache.truncate(s, pick(cache.lengths[s] + 1))
+        else:
+            cache.free(alive.pop(pick(len(alive))))
+        refs = [0] * 12
+        for s in alive:
+            assert len(cache.tables[s]) == blocks_needed(cache.lengths[s], 3)
+            for b in cache.tables[s]:
+                refs[b] += 1
+        assert refs == cache.allocator.ref_counts
+        assert cache.allocator.num_free == refs.count(0)
+    for s in alive:
+        cache.free(s)
+    assert cache.allocator.num_free == 12

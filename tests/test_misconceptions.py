@@ -1152,6 +1152,13 @@ def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
         keys.append(key_blocks[b, :, :take])
         values.append(value_blocks[b, :, :take])
     return torch.cat(keys, dim=1), torch.cat(values, dim=1)''', ['sorted']),
+    ('8.1', 'values reshaped with the keys' head size', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    N, H, P, D = key_blocks.shape
+    n = len(block_table)
+    keys = key_blocks[block_table].transpose(0, 1).reshape(H, n * P, D)[:, :seq_len]
+    values = value_blocks[block_table].transpose(0, 1).reshape(H, n * P, D)[:, :seq_len]
+    return keys, values''', ['Dv']),
     ('8.2', 'floor instead of ceil', '''
 class BlockManager:
     def __init__(self, num_blocks, block_size):
@@ -1402,6 +1409,207 @@ def verify_draft(draft_tokens, target_logits):
     choice = target_logits.argmax(dim=-1)
     agree = (choice[:-1] == draft_tokens).long().cumprod(dim=0)
     return draft_tokens[: int(agree.sum())]''', ['n + 1 tokens']),
+    ('8.2', 'refuses an exact fit (need >= free)', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need >= len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['need >= ']),
+    ('8.2', 'allocate never sets the reference count', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['ref_counts[b] = 1']),
+    ('8.2', 'free leaves the table in place', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables[seq]:
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+''', ["leaves the sequence's table"]),
+    ('8.2', 'free returns only unshared blocks', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            if self.ref_counts[b] == 1:
+                self.ref_counts[b] = 0
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['Decrement EVERY']),
+    ('8.2', 'MemoryError when the pool is too small', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise MemoryError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['raise RuntimeError']),
+    ('8.3', 'counts every agreement with .sum()', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    n = int((choice[:-1] == draft_tokens).sum())
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['counts EVERY']),
+    ('8.3', 'boolean mask of the agreeing tokens', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    agree = choice[:-1] == draft_tokens
+    return torch.cat([draft_tokens[agree], choice[-1:]])''', ['after the first mismatch']),
+    ('8.3', 'loop without break', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    out, correction = [], None
+    for i in range(len(draft_tokens)):
+        if choice[i] == draft_tokens[i]:
+            out.append(int(draft_tokens[i]))
+        elif correction is None:
+            correction = int(choice[i])
+    out.append(correction if correction is not None else int(choice[-1]))
+    return torch.tensor(out)''', ['break']),
+    ('8.3', 'compares with logits i + 1, corrects with logits n', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    n = 0
+    while n < len(draft_tokens) and choice[n + 1] == draft_tokens[n]:
+        n += 1
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['alignment']),
 ]
 
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]

@@ -71,6 +71,7 @@ class _Manager:
     """The reference of 8.2, with switches for the mistakes."""
 
     floor = plus_one = per_call = no_return = ignore_refs = partial = stale_length = False
+    full_at_equal = no_ref_set = table_kept = no_decrement = False
 
     def __init__(self, num_blocks, block_size):
         self.block_size = block_size
@@ -98,22 +99,27 @@ class _Manager:
         else:
             need = -(-total // self.block_size) - len(table)
         need = max(need, 0)
-        if need > len(self.free_blocks) and not self.partial:
+        if (need >= len(self.free_blocks) if self.full_at_equal else need > len(self.free_blocks)) \
+                and not self.partial:
             raise RuntimeError(f"out of blocks: {need} requested, {len(self.free_blocks)} free")
         for _ in range(need):
             if not self.free_blocks:
                 raise RuntimeError("out of blocks")
             b = self.free_blocks.pop(0)
-            self.ref_counts[b] = 1
+            if not self.no_ref_set:
+                self.ref_counts[b] = 1
             table.append(b)
         self.lengths[seq] = length + n_tokens
 
     def free(self, seq):
-        for b in self.tables.pop(seq):
+        for b in (self.tables[seq] if self.table_kept else self.tables.pop(seq)):
+            if self.no_decrement and self.ref_counts[b] != 1:
+                continue  # leaves a shared block's count as it is
             self.ref_counts[b] -= 1
             if (self.ref_counts[b] == 0 or self.ignore_refs) and not self.no_return:
                 self.free_blocks.append(b)
-        del self.lengths[seq]
+        if not self.table_kept:
+            del self.lengths[seq]
 
 
 def _manager(**mistakes):
@@ -139,7 +145,7 @@ def _call_manager(cls, inputs: dict):
                 failed = 1
         elif op[0] == "fork":
             manager.fork(op[1], op[2])
-        else:
+        elif op[1] in manager.tables:  # a server never frees a request whose allocation it refused
             manager.free(op[1])
         tables = manager.tables
         free.append(len(manager.free_blocks))
@@ -155,13 +161,15 @@ def _manager_cases(gen: torch.Generator) -> list[Case]:
               ("free", 1), ("free", 2)]
     shared = [("allocate", 0, 8), ("fork", 0, 1), ("fork", 0, 2), ("allocate", 1, 3), ("allocate", 2, 5),
               ("free", 0), ("free", 1), ("allocate", 3, 12), ("free", 2), ("free", 3)]
-    full = [("allocate", 0, 3), ("allocate", 1, 4), ("allocate", 0, 5), ("free", 1), ("allocate", 0, 5), ("free", 0)]
+    full = [("allocate", 0, 3), ("allocate", 1, 4), ("allocate", 0, 5), ("free", 1), ("allocate", 0, 5),
+            ("allocate", 1, 2), ("free", 0), ("free", 1)]
     return [
         Case("block_size=4, 8 blocks: prompts of 5 and 3 tokens, then one token at a time, then frees",
              {"num_blocks": 8, "block_size": 4, "n_seqs": 3, "ops": decode}),
         Case("block_size=4, 10 blocks: an 8-token prompt forked into two continuations, then frees",
              {"num_blocks": 10, "block_size": 4, "n_seqs": 4, "ops": shared}),
-        Case("block_size=2, 5 blocks: the pool runs out (sequence 0 asks for 2 blocks, 1 is free)",
+        Case("block_size=2, 5 blocks: the pool runs out (op 2: sequence 0 asks for 2 blocks, 1 is free), then "
+             "op 5 asks for exactly the 1 block left, which must succeed",
              {"num_blocks": 5, "block_size": 2, "n_seqs": 2, "ops": full}),
     ]
 
@@ -173,18 +181,33 @@ def _manager_hidden(gen: torch.Generator) -> list[Case]:
                                                                     "ops": ops})]
 
 
+def _describe_scenario(inputs: dict) -> str:
+    """The scenario in full, its ops numbered as the messages number them (the lists are short)."""
+    ops = "; ".join(f"{i}: {op!r}" for i, op in enumerate(inputs["ops"]))
+    return (f"inputs: BlockManager(num_blocks={inputs['num_blocks']}, block_size={inputs['block_size']}), "
+            f"then op 0, op 1, ... = {ops}")
+
+
 # --- 8.3 verify a draft ------------------------------------------------------------------------------
 
 
 def _verify(draft_tokens, target_logits, *, stop=True, bonus=True, shift=False, draft_at_mismatch=False,
-            append=True):
+            append=True, count_all=False, mask=None, shift_fix_at=None):
     choice = target_logits.argmax(dim=-1)  # (k + 1,)
     k = draft_tokens.shape[0]
     verifier = choice[1:] if shift else choice[:k]  # which logits verify which draft token
     agree = verifier == draft_tokens  # (k,)
     if not stop:  # keeps going after a mismatch: takes the target's token at every position
         return choice.clone()
-    n = int(agree.long().cumprod(dim=0).sum())
+    if mask is not None:  # draft_tokens[agree] (or a loop without break): agreeing tokens after a mismatch kept
+        first = int(agree.long().cumprod(dim=0).sum())
+        return torch.cat([draft_tokens[agree], choice[k if mask == "last" else first].view(1)])
+    # count_all: n = (choice[:k] == draft).sum() counts agreements after the first mismatch too
+    n = int(agree.long().sum()) if count_all else int(agree.long().cumprod(dim=0).sum())
+    if shift_fix_at == "n":  # compares with target_logits[i + 1] but corrects with target_logits[n]
+        return torch.cat([draft_tokens[:n], choice[n:n + 1]])
+    if shift_fix_at == "clamped":  # corrects with target_logits[min(n + 1, k)]
+        return torch.cat([draft_tokens[:n], choice[min(n + 1, k)].view(1)])
     if not append:
         return draft_tokens[:n].clone()
     if n == k and not bonus:
@@ -194,6 +217,13 @@ def _verify(draft_tokens, target_logits, *, stop=True, bonus=True, shift=False, 
     if draft_at_mismatch and n < k:
         return draft_tokens[:n + 1].clone()
     return torch.cat([draft_tokens[:n], choice[n:n + 1]])
+
+
+def _describe_draft(inputs: dict) -> str:
+    """The draft and the target's own choices side by side: what a learner compares to debug 8.3."""
+    draft, logits = inputs["draft_tokens"], inputs["target_logits"]
+    return (f"inputs: draft_tokens={draft.tolist()}, target_logits ({logits.shape[0]}, {logits.shape[1]}) "
+            f"{str(logits.dtype).replace('torch.', '')} whose argmax(-1) = {logits.argmax(-1).tolist()}")
 
 
 def _verify_ref(draft_tokens, target_logits):
@@ -232,6 +262,12 @@ EXERCISES = [
         title="Read one sequence's keys and values, in position order, from the block pool through its block table",
         reference=_gather_ref, make_cases=_gather_cases, make_hidden_cases=_gather_hidden,
         output_names=("keys", "values"),
+        error_hints=(
+            (r"is invalid for input of size",
+             "The sizes given to reshape do not multiply to the tensor's entries. Keys and values may have "
+             "different head sizes: read D from key_blocks.shape[-1] and Dv from value_blocks.shape[-1] "
+             "(not the same D for both), and n * block_size from the table.", "reshape-d-vs-dv"),
+        ),
         misconceptions=(
             Misconception(lambda **kw: _gather(**kw, swap=True),
                           "Block index and offset are swapped: position p lives in logical block p // block_size "
@@ -257,11 +293,17 @@ EXERCISES = [
         id="8.2", notebook=NOTEBOOK, function="BlockManager",
         title="A block manager: allocate blocks only when the last one is full, free them when nobody holds them",
         reference=_Manager, make_cases=_manager_cases, make_hidden_cases=_manager_hidden, call=_call_manager,
-        output_names=("free_blocks", "blocks_per_sequence", "blocks_in_use", "raised"),
+        output_names=("free_after_op", "table_sizes_after_op", "in_use_after_op", "raised_at_op"),
+        output_notes=("the number of free blocks after each op; index = op number",
+                      "len(tables[seq]) after each op; row = op number, column = seq",
+                      "distinct blocks held by all tables after each op; index = op number",
+                      "1 where the op raised RuntimeError, else 0; index = op number"),
+        describe=_describe_scenario,
         error_hints=(
-            (r"(?i)out of|not enough|blocks|free",
+            (r"(?i)out of|not enough|blocks|free|^(MemoryError|IndexError|ValueError|AssertionError):",
              "When the pool is too small, raise RuntimeError (the checker catches that one, as a server's scheduler "
-             "would, and checks that nothing changed); another exception type is reported as a crash.",
+             "would, and checks that nothing changed); another exception type (MemoryError, IndexError from "
+             "popping an empty list, ...) is reported as a crash.",
              "not-runtime-error"),
         ),
         misconceptions=(
@@ -281,9 +323,29 @@ EXERCISES = [
             Misconception(_manager(stale_length=True),
                           "The sequence's length is not taken into account: blocks needed come from the tokens it "
                           "already holds PLUS n_tokens (self.lengths[seq] + n_tokens).", name="length-ignored"),
+            Misconception(_manager(full_at_equal=True),
+                          "Off by one in the out-of-blocks test: you refuse when need >= the number of free "
+                          "blocks, so the last free blocks are never handed out. A request for exactly the blocks "
+                          "that are free must succeed: raise only when need > len(self.free_blocks).",
+                          name="full-at-equal"),
+            Misconception(_manager(no_ref_set=True),
+                          "Freed blocks never come back: allocate does not set ref_counts[b] = 1 when it takes a "
+                          "block, so free's decrement never reaches 0. Set the count when you take the block.",
+                          name="ref-count-not-set"),
             Misconception(_manager(no_return=True),
                           "Freed blocks never go back to the free list, so the pool leaks: when a block's "
-                          "reference count drops to 0, append it to self.free_blocks.", name="blocks-not-returned"),
+                          "reference count drops to 0, append it to self.free_blocks (and check that allocate "
+                          "set ref_counts[b] = 1 when it took the block, or the count never reaches 0).",
+                          name="blocks-not-returned"),
+            Misconception(_manager(no_decrement=True),
+                          "free skips the blocks another sequence shares (count above 1) without decrementing "
+                          "them, so when their last holder frees them they are never returned. Decrement EVERY "
+                          "block of the table and return it to the free list when its count reaches 0.",
+                          name="shared-count-not-decremented"),
+            Misconception(_manager(table_kept=True),
+                          "free returns the blocks but leaves the sequence's table (and length) in place: a freed "
+                          "sequence still appears to hold its blocks. Remove it: self.tables.pop(seq), "
+                          "del self.lengths[seq].", name="table-kept"),
             Misconception(_manager(ignore_refs=True),
                           "You freed a shared block that another sequence still references (a forked prompt): "
                           "decrement its reference count and return it to the free list only at 0.",
@@ -298,12 +360,27 @@ EXERCISES = [
         id="8.3", notebook=NOTEBOOK, function="verify_draft",
         title="Greedy speculative decoding: keep the draft's agreeing prefix, then the target's token",
         reference=_verify_ref, make_cases=_verify_cases, make_hidden_cases=_verify_hidden,
-        output_names=("tokens",),
+        output_names=("tokens",), describe=_describe_draft,
         misconceptions=(
             Misconception(lambda **kw: _verify(**kw, stop=False),
                           "You kept going after the first mismatch. Once draft token i is rejected, the target's "
                           "logits at positions after i were computed on a context that contains the wrong token: "
                           "stop at the first disagreement.", name="accepts-past-mismatch"),
+            Misconception(lambda **kw: _verify(**kw, count_all=True),
+                          "You kept going after the first mismatch: n = (argmax == draft).sum() counts EVERY "
+                          "agreement, also those after a rejected token. Accept only the agreeing PREFIX: stop "
+                          "counting at the first disagreement (a loop with break, or cumprod of the matches).",
+                          name="counts-all-matches"),
+            Misconception(lambda **kw: _verify(**kw, mask="last"),
+                          "You kept going after the first mismatch: draft_tokens[agree] keeps agreeing tokens "
+                          "that come AFTER a rejected one. Once draft token i is rejected, everything after it was "
+                          "computed on a wrong context: keep draft_tokens[:n], n = the first disagreement.",
+                          name="mask-selects-past-mismatch"),
+            Misconception(lambda **kw: _verify(**kw, mask="first"),
+                          "You kept going after the first mismatch (a loop without `break`, or draft_tokens[agree]): "
+                          "agreeing tokens after a rejected one are kept. Stop at the first disagreement n and "
+                          "return draft_tokens[:n] plus the target's token there.",
+                          name="loop-without-break"),
             Misconception(lambda **kw: _verify(**kw, bonus=False),
                           "When every draft token is accepted you forgot the bonus token: target_logits[k] (after "
                           "all k draft tokens) gives one more token for free, so a round returns k + 1 tokens.",
@@ -312,6 +389,15 @@ EXERCISES = [
                           "Wrong alignment: target_logits[i] is the target's prediction AFTER the context and the "
                           "first i draft tokens, so it verifies draft token i (not i - 1). Compare "
                           "argmax(target_logits[:k]) with the draft.", name="off-by-one-alignment"),
+            Misconception(lambda **kw: _verify(**kw, shift=True, shift_fix_at="n"),
+                          "Wrong alignment: you compare draft token i with argmax(target_logits[i + 1]). "
+                          "target_logits[i] is the target's prediction AFTER the context and the first i draft "
+                          "tokens, so it is the one that verifies draft token i.",
+                          name="off-by-one-comparison"),
+            Misconception(lambda **kw: _verify(**kw, shift=True, shift_fix_at="clamped"),
+                          "Wrong alignment: target_logits[i] (not i + 1) verifies draft token i, and the token "
+                          "appended after n accepted ones is argmax(target_logits[n]).",
+                          name="off-by-one-alignment-clamped"),
             Misconception(lambda **kw: _verify(**kw, draft_at_mismatch=True),
                           "At the first mismatch you kept the draft's token. The target decides: append "
                           "argmax(target_logits[n]), the target's own token at the first rejected position.",

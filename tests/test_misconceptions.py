@@ -1152,7 +1152,7 @@ def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
         keys.append(key_blocks[b, :, :take])
         values.append(value_blocks[b, :, :take])
     return torch.cat(keys, dim=1), torch.cat(values, dim=1)''', ['sorted']),
-    ('8.1', 'values reshaped with the keys' head size', '''
+    ('8.1', 'values reshaped with the head size of the keys', '''
 def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
     N, H, P, D = key_blocks.shape
     n = len(block_table)

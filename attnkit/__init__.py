@@ -48,7 +48,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                     "gather_paged_kv"),
     "batching": ("Request", "ServeLog", "ServeStep", "generate_paged", "generate_shared_prefix", "left_pad",
                  "packed_causal_mask", "serve_continuous"),
-    "speculative": ("speculative_generate", "truncated_draft", "verify_draft"),
+    "speculative": ("NGramDraft", "speculative_generate", "truncated_draft", "verify_draft"),
     "latent_attention": ("LatentAttention", "kv_bytes_per_token"),
     "quantized_cache": ("Int8KVCache", "dequantize_int8", "quantize_int8"),
 }

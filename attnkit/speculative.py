@@ -18,7 +18,7 @@ import torch
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
-__all__ = ["verify_draft", "speculative_generate", "truncated_draft"]
+__all__ = ["NGramDraft", "verify_draft", "speculative_generate", "truncated_draft"]
 
 
 def verify_draft(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
@@ -77,7 +77,9 @@ def speculative_generate(
         raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
     L = idx.shape[1]
     total = L + max_new_tokens + k + 1  # a round may overshoot by k before trimming
-    t_cache, d_cache = _new_cache(target, total, block_size), _new_cache(draft, total, block_size)
+    t_cache = _new_cache(target, total, block_size)
+    # an n-gram draft reads only its last n - 1 tokens: no cache to keep
+    d_cache = None if isinstance(draft, NGramDraft) else _new_cache(draft, total, block_size)
     tokens = idx[0].tolist()
     stats = {"rounds": 0, "proposed": 0, "accepted": 0, "target_calls": 0, "draft_calls": 0}
     with torch.inference_mode():
@@ -89,10 +91,13 @@ def speculative_generate(
             k_round = min(k, L + max_new_tokens - len(tokens) - 1)  # no proposal past the end
             proposal = []
             for _ in range(k_round):  # the draft catches up on what it has not seen, then guesses
-                fed = d_cache.lengths[0]
-                context = torch.tensor([(tokens + proposal)[fed:]])  # (1, new for the draft)
-                logits = draft(context, d_cache.batch([0], context.shape[1]), last_only=True)  # (1, 1, V)
-                proposal.append(int(logits[0, -1].argmax()))
+                if d_cache is None:
+                    proposal.append(draft.next_token(tokens + proposal))
+                else:
+                    fed = d_cache.lengths[0]
+                    context = torch.tensor([(tokens + proposal)[fed:]])  # (1, new for the draft)
+                    logits = draft(context, d_cache.batch([0], context.shape[1]), last_only=True)  # (1, 1, V)
+                    proposal.append(int(logits[0, -1].argmax()))
                 stats["draft_calls"] += 1
             start = t_cache.lengths[0]  # = len(tokens) - 1: the newest token is not cached yet
             context = torch.tensor([tokens[start:] + proposal])  # (1, 1 + k_round)
@@ -105,7 +110,8 @@ def speculative_generate(
             tokens += kept
             # Rejected proposals' keys and values are wrong context now: keep what precedes the newest token.
             t_cache.truncate(0, len(tokens) - 1)
-            d_cache.truncate(0, min(d_cache.lengths[0], len(tokens) - 1))
+            if d_cache is not None:
+                d_cache.truncate(0, min(d_cache.lengths[0], len(tokens) - 1))
     return torch.tensor([tokens[:L + max_new_tokens]]), stats
 
 
@@ -131,3 +137,55 @@ def truncated_draft(model: torch.nn.Module, n_layer: int) -> torch.nn.Module:
             if not name.startswith("transformer.h.") or int(name.split(".")[2]) < n_layer}
     draft.load_state_dict(kept)
     return draft.to(dtype=model.lm_head.weight.dtype).eval()
+
+
+class NGramDraft(torch.nn.Module):
+    """A draft that is a table: the most frequent next token after the last n - 1 tokens of a training text.
+
+    Drafting costs a lookup, not a forward pass (n-gram or "prompt lookup" drafting, used in practice
+    when a small model is too slow). A context never seen in the text backs off to the last token alone.
+
+    Shapes: train_ids (N,) int; next_token(list of ids) -> int; forward(idx (B, L)) -> logits (B, L, V),
+    one-hot at the drafted token of each position.
+
+    See chapters/08_serving.ipynb.
+    """
+
+    def __init__(self, train_ids: torch.Tensor, vocab_size: int, n: int = 3) -> None:
+        super().__init__()
+        expect_tensor("train_ids", train_ids)
+        if train_ids.dim() != 1 or train_ids.is_floating_point() or train_ids.shape[0] < n:
+            raise ValueError(f"Expected `train_ids` to be at least {n} integer ids of shape (N,) but got shape "
+                             f"{shape_str(train_ids.shape)} of dtype {train_ids.dtype}")
+        if n not in (2, 3):
+            raise ValueError(f"Expected `n` to be 2 (bigram) or 3 (trigram) but got {n!r}")
+        V, ids = vocab_size, train_ids.long()
+        bigram = torch.zeros(V * V).index_add_(0, ids[:-1] * V + ids[1:], torch.ones(len(ids) - 1))  # (V * V,)
+        self.n, self.vocab_size = n, V
+        self.after_one = bigram.view(V, V).argmax(dim=1).tolist()  # next token after one token: V ids
+        self.after_two: dict[tuple[int, int], int] = {}
+        if n == 3:
+            tri = torch.zeros(V * V * V).index_add_(0, (ids[:-2] * V + ids[1:-1]) * V + ids[2:],
+                                                    torch.ones(len(ids) - 2)).view(V * V, V)  # (V * V, V)
+            seen = tri.sum(dim=1) > 0  # contexts (a, b) that occur in the text
+            best = tri.argmax(dim=1)
+            self.after_two = {(int(c) // V, int(c) % V): int(best[c]) for c in seen.nonzero()[:, 0]}
+
+    def next_token(self, tokens: list[int]) -> int:
+        """The drafted token after `tokens` (at least one id)."""
+        if self.n == 3 and len(tokens) >= 2:
+            found = self.after_two.get((tokens[-2], tokens[-1]))
+            if found is not None:
+                return found
+        return self.after_one[tokens[-1]]
+
+    def forward(self, idx: torch.Tensor, cache: object = None, *, last_only: bool = False) -> torch.Tensor:
+        expect_tensor("idx", idx)
+        rows = idx.tolist()
+        B, L = idx.shape
+        positions = range(L - 1, L) if last_only else range(L)
+        logits = torch.zeros(B, len(positions), self.vocab_size)  # (B, L or 1, V)
+        for b, row in enumerate(rows):
+            for j, i in enumerate(positions):
+                logits[b, j, self.next_token(row[:i + 1])] = 1.0
+        return logits

@@ -70,3 +70,33 @@ def test_truncated_draft_is_the_targets_first_blocks(pair):
         torch.testing.assert_close(draft(idx), want)
     with pytest.raises(ValueError, match="n_layer"):
         truncated_draft(target, 4)
+
+
+def test_ngram_draft_proposes_the_most_frequent_next_token_and_backs_off():
+    from attnkit.speculative import NGramDraft
+
+    ids = torch.tensor([1, 2, 3, 1, 2, 3, 1, 2, 4, 5, 2, 0])
+    tri, bi = NGramDraft(ids, 6, n=3), NGramDraft(ids, 6, n=2)
+    assert tri.next_token([1, 2]) == 3  # (1, 2) is followed by 3 twice, by 4 once
+    assert tri.next_token([0, 2]) == bi.next_token([2]) == 3  # (0, 2) never seen: the bigram after 2
+    assert tri.next_token([5]) == 2  # one token of context: the bigram
+    logits = tri(torch.tensor([[1, 2], [5, 2]]))  # (2, 2, 6)
+    assert logits.argmax(-1).tolist() == [[2, 3], [2, 0]]  # (5, 2) is followed by 0
+    assert tri(torch.tensor([[1, 2]]), last_only=True).shape == (1, 1, 6)
+    with pytest.raises(ValueError, match="`n`"):
+        NGramDraft(ids, 6, n=4)
+    with pytest.raises(ValueError, match="train_ids"):
+        NGramDraft(ids.float(), 6)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_an_ngram_draft_keeps_the_targets_greedy_tokens(pair, k):
+    from attnkit.speculative import NGramDraft
+
+    target, _ = pair
+    idx = torch.randint(0, 30, (1, 5), generator=torch.Generator().manual_seed(k))
+    text = generate(target, idx, 60)[0]  # the target's own text: a draft that has read it agrees often
+    draft = NGramDraft(text, 30, n=3)
+    tokens, stats = speculative_generate(target, draft, idx, 40, k=k)
+    assert torch.equal(tokens, generate(target, idx, 40))
+    assert stats["accepted"] > 0 and stats["draft_calls"] == stats["proposed"]

@@ -1109,6 +1109,10 @@ def _serve_log(block_size: int) -> Any:
     return _SERVE_LOGS[block_size]
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def paging_explorer_data(step: int, block_size: int = 4) -> dict[str, Any]:
     """The paged cache of the continuous-batching run after scheduler step `step`: who holds which block.
 
@@ -1132,7 +1136,7 @@ def paging_explorer_data(step: int, block_size: int = 4) -> dict[str, Any]:
         owner[table] = request
     arrived = [i for i, r in enumerate(serving_schedule()) if r.arrival == step]
     events = [f"request {i} arrives" for i in arrived]
-    events += [f"request {i} joins: {len(s.tables.get(i, []))} blocks" if i in s.tables else
+    events += [f"request {i} joins: {_plural(len(s.tables[i]), 'block')}" if i in s.tables else
                f"request {i} joins and finishes" for i in s.admitted]
     events += [f"request {i} finishes: its blocks are freed" for i in s.finished]
     used = sum(s.lengths.values())
@@ -1144,9 +1148,10 @@ def paging_explorer_data(step: int, block_size: int = 4) -> dict[str, Any]:
 def paging_explorer() -> ipywidgets.VBox:
     """Step through a continuous-batching run and watch the paged cache's blocks being allocated and freed.
 
-    Controls: "step" (scheduler step of a fixed seeded schedule of 8 requests) and "block size"
-    (positions per block; the pool holds 64 positions, so 32, 16 or 8 blocks). Left: the pool's blocks
-    coloured by the request holding them; right: free blocks over time.
+    Controls: "step" (scheduler step of a fixed seeded schedule of 8 requests; its range follows the run of
+    the chosen block size) and "block size" (positions per block; the pool holds 64 positions, so 32, 16 or
+    8 blocks). Left: the pool's blocks coloured by the request holding them, after the step's frees;
+    right: free blocks over time; above them, what happened at the step.
 
     Shapes: -> widget.
 
@@ -1156,14 +1161,19 @@ def paging_explorer() -> ipywidgets.VBox:
     import matplotlib as mpl
 
     sizes = [2, 4, 8]
-    last = max(len(_serve_log(size).steps) for size in sizes) - 1
-    steps = widgets.IntSlider(description="step", min=0, max=last, value=0)
+    steps = widgets.IntSlider(description="step", min=0, max=len(_serve_log(4).steps) - 1, value=0)
     block_size = widgets.Dropdown(description="block size", options=sizes, value=4)
+    events = widgets.HTML()  # what happened at the step, at normal size and wrapped
     colors = mpl.colormaps["tab10"]
+
+    def follow_block_size(change: dict) -> None:  # registered before the redraw: the slider's range first
+        steps.max = len(_serve_log(change["new"]).steps) - 1  # clamps the value if the run is shorter
+
+    block_size.observe(follow_block_size, names="value")
 
     def draw() -> tuple[Figure, str]:
         n_steps = len(_serve_log(block_size.value).steps)
-        step = min(steps.value, n_steps - 1)  # a larger block size may finish sooner
+        step = min(steps.value, n_steps - 1)
         data = paging_explorer_data(step, block_size.value)
         fig = _figure(10, 3.4)
         ax_pool, ax_free = fig.subplots(1, 2, width_ratios=[1.5, 1])
@@ -1179,17 +1189,19 @@ def paging_explorer() -> ipywidgets.VBox:
         for n, line in enumerate(lines):
             ax_pool.text(0, -rows + 0.5 - 0.55 * n, line, fontsize=8, va="top", family="monospace")
         ax_pool.set(xlim=(-0.1, cols), ylim=(-rows - 0.55 * max(len(lines), 1), 1.0), aspect="equal",
-                    title=f"step {step}: {len(data['running'])} running, {len(data['waiting'])} waiting; "
+                    title=f"after step {step}: {len(data['running'])} running, {len(data['waiting'])} waiting; "
                           f"{data['used']} positions in {data['allocated']} slots")
         ax_pool.axis("off")
         history = data["free_history"]
         ax_free.plot(range(len(history)), history.tolist(), color="tab:blue")
         ax_free.axvline(step, color="tab:red", ls="--")
         ax_free.set(xlabel="scheduler step", ylabel="free blocks", ylim=(0, len(data["owner"]) + 1),
-                    title="; ".join(data["events"]) or "decoding", xlim=(0, max(n_steps - 1, 1)))
-        ax_free.title.set_fontsize(8)
+                    title="free blocks after each step", xlim=(0, max(n_steps - 1, 1)))
+        fig.tight_layout()
+        said = "; ".join(data["events"]) or "every running request decodes one token"
+        events.value = f"<div style='white-space: normal'><b>step {step}</b>: {said}</div>"
         tables = ", ".join(f"r{i}: {t}" for i, t in data["tables"].items())
         return fig, f"step {step}, block size {block_size.value}: tables {tables or 'none'}; events {data['events']}"
 
-    return _explorer([steps, block_size], draw, shown=[widgets.HBox([steps, block_size])])
+    return _explorer([steps, block_size], draw, shown=[widgets.HBox([steps, block_size]), events])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from widget_helpers import assert_redraws
+from widget_helpers import assert_redraws, controls
 
 from attnkit import widgets as W
 from attnkit.paged_cache import blocks_needed
@@ -47,3 +47,23 @@ def test_every_control_redraws():
     assert_redraws(box, "step", 5)
     assert_redraws(box, "block size", 8)
     assert_redraws(box, "step", 12)
+
+
+def test_the_step_slider_follows_the_run_of_the_block_size():
+    box = W.paging_explorer()
+    step, size = controls(box)["step"], controls(box)["block size"]
+    for block_size in (8, 2, 4):
+        size.value = block_size
+        assert step.max == W.paging_explorer_data(0, block_size)["n_steps"] - 1
+    longest, shortest = sorted((2, 4, 8), key=lambda p: -W.paging_explorer_data(0, p)["n_steps"])[::2]
+    size.value = longest
+    step.value = step.max
+    size.value = shortest  # a shorter run: the slider's end moves in and takes the value with it
+    assert step.value == step.max == W.paging_explorer_data(0, shortest)["n_steps"] - 1
+    events = box.children[1]  # the step's events, wrapped text between the controls and the figure
+    assert f"step {step.value}" in events.value
+
+
+def test_one_block_is_not_plural():
+    events = [e for s in range(W.paging_explorer_data(0)["n_steps"]) for e in W.paging_explorer_data(s)["events"]]
+    assert not any(" 1 blocks" in e for e in events)

@@ -141,6 +141,8 @@ def _call_manager(cls, inputs: dict):
         if op[0] == "allocate":
             try:
                 manager.allocate(op[1], op[2])
+            except NotImplementedError:  # a RuntimeError too, but the stub's: not an answer to judge
+                raise
             except RuntimeError:
                 failed = 1
         elif op[0] == "fork":
@@ -206,8 +208,6 @@ def _verify(draft_tokens, target_logits, *, stop=True, bonus=True, shift=False, 
     n = int(agree.long().sum()) if count_all else int(agree.long().cumprod(dim=0).sum())
     if shift_fix_at == "n":  # compares with target_logits[i + 1] but corrects with target_logits[n]
         return torch.cat([draft_tokens[:n], choice[n:n + 1]])
-    if shift_fix_at == "clamped":  # corrects with target_logits[min(n + 1, k)]
-        return torch.cat([draft_tokens[:n], choice[min(n + 1, k)].view(1)])
     if not append:
         return draft_tokens[:n].clone()
     if n == k and not bonus:
@@ -394,10 +394,6 @@ EXERCISES = [
                           "target_logits[i] is the target's prediction AFTER the context and the first i draft "
                           "tokens, so it is the one that verifies draft token i.",
                           name="off-by-one-comparison"),
-            Misconception(lambda **kw: _verify(**kw, shift=True, shift_fix_at="clamped"),
-                          "Wrong alignment: target_logits[i] (not i + 1) verifies draft token i, and the token "
-                          "appended after n accepted ones is argmax(target_logits[n]).",
-                          name="off-by-one-alignment-clamped"),
             Misconception(lambda **kw: _verify(**kw, draft_at_mismatch=True),
                           "At the first mismatch you kept the draft's token. The target decides: append "
                           "argmax(target_logits[n]), the target's own token at the first rejected position.",

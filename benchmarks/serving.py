@@ -8,10 +8,11 @@ Prints three tables:
   2. prefix caching: a 512-token shared prompt and 8 continuations of 8 tokens (`generate_shared_prefix`,
      prefill only): positions prefilled with and without sharing (target: >= 7x fewer), the prefill time
      of each (best of a few runs), and the tokens of a 16-token decode checked equal to `generate`;
-  3. speculative decoding with the course's toy pair, chapter 6's character GPT as the target and its first
-     two blocks as the draft (`truncated_draft`): 5 prompts x k in 1..4, identical tokens to the target's
-     greedy decoding asserted in every run, acceptance rate, target calls per token, tokens/s against the
-     target alone with the same paged cache and with `generate`'s contiguous cache.
+  3. speculative decoding with chapter 6's character GPT as the target and two drafts: its first two blocks
+     (`truncated_draft`) and a trigram table of its training text (`NGramDraft`, a lookup): each draft's
+     cost ratio c, then 5 prompts x k in 1..4, identical tokens to the target's greedy decoding asserted
+     in every run, acceptance rate, target calls per token, tokens/s against the target alone with the
+     same paged cache and with `generate`'s contiguous cache.
 
 Models: (1) and (2) a GPT with random weights, 2 layers, 4 heads, width 64 / 4 layers, 4 heads, width
 128, block_size 1024; (3) chapters/data/char_gpt.pt. 2 threads. Run: python benchmarks/serving.py
@@ -29,7 +30,7 @@ import torch
 from attnkit import GPT, GPTConfig, KVCache, PagedKVCache, blocks_needed, generate, load_char_gpt
 from attnkit.batching import generate_paged, generate_shared_prefix
 from attnkit.char_gpt import docs_text
-from attnkit.speculative import speculative_generate, truncated_draft
+from attnkit.speculative import NGramDraft, speculative_generate, truncated_draft
 
 
 def best_of(fn, repeats: int) -> float:
@@ -95,36 +96,52 @@ def prefix_caching(repeats: int) -> None:
 
 
 def speculative(repeats: int) -> None:
-    target, vocab, _, _ = load_char_gpt()
-    draft = truncated_draft(target, 2)
+    target, vocab, _, info = load_char_gpt()
     text = docs_text()
+    train_ids = vocab.encode(text)[:info["split"]]  # the text the target was trained on
+    drafts = [("first 2 blocks", truncated_draft(target, 2)),
+              ("trigram table", NGramDraft(train_ids, len(vocab), n=3))]
     gen = torch.Generator().manual_seed(2)
     starts = torch.randint(0, len(text) - 40, (5,), generator=gen).tolist()
     prompts = [vocab.encode(text[s:s + 16])[None] for s in starts]  # (1, 16) each
     n = 40
+    total = n * len(prompts)
     t_target = sum(best_of(lambda p=p: generate_paged(target, p, n), repeats) for p in prompts)
     t_contig = sum(best_of(lambda p=p: generate(target, p, n), repeats) for p in prompts)
-    t_draft = sum(best_of(lambda p=p: generate_paged(draft, p, n), repeats) for p in prompts)
-    total = n * len(prompts)
-    print("\n3. Speculative decoding: target = chapter 6's character GPT (4 blocks), draft = its first 2 blocks; "
-          f"5 prompts of 16 characters, {n} new each")
+    print("\n3. Speculative decoding: target = chapter 6's character GPT (4 blocks); drafts = its first 2 blocks "
+          f"(truncated_draft) and a trigram table of its training text (NGramDraft); 5 prompts of 16 characters, "
+          f"{n} new each")
     print(f"   target alone, paged cache: {total / t_target:7.0f} tokens/s; with generate's contiguous cache: "
-          f"{total / t_contig:7.0f} tokens/s; draft alone (paged): {total / t_draft:7.0f} tokens/s "
-          f"(cost ratio c = {t_draft / t_target:.2f})")
-    print(f"   {'k':>3s} {'identical':>10s} {'acceptance':>11s} {'target calls/token':>19s} {'tokens/s':>9s} "
-          f"{'vs paged':>9s} {'vs generate':>12s}")
-    for k in (1, 2, 3, 4):
-        identical, accepted, proposed, calls = True, 0, 0, 0
-        for p in prompts:
-            tokens, stats = speculative_generate(target, draft, p, n, k=k)
-            identical &= torch.equal(tokens, generate(target, p, n))
-            accepted, proposed, calls = (accepted + stats["accepted"], proposed + stats["proposed"],
-                                         calls + stats["target_calls"])
-        t_spec = sum(best_of(lambda p=p, k=k: speculative_generate(target, draft, p, n, k=k), repeats)
-                     for p in prompts)
-        print(f"   {k:3d} {identical!s:>10s} {accepted / proposed:11.2f} {calls / total:19.2f} "
-              f"{total / t_spec:9.0f} {t_target / t_spec:8.2f}x {t_contig / t_spec:11.2f}x")
-        assert identical
+          f"{total / t_contig:7.0f} tokens/s")
+    for name, draft in drafts:
+        t_draft = sum(best_of(lambda p=p, d=draft: _draft_alone(d, p, n), repeats) for p in prompts)
+        print(f"   draft {name}: {total / t_draft:8.0f} tokens/s alone, cost ratio c = {t_draft / t_target:.3f} "
+              "of a target call")
+    print(f"   {'draft':15s} {'k':>3s} {'identical':>10s} {'acceptance':>11s} {'target calls/token':>19s} "
+          f"{'tokens/s':>9s} {'vs paged':>9s} {'vs generate':>12s}")
+    for name, draft in drafts:
+        for k in (1, 2, 3, 4):
+            identical, accepted, proposed, calls = True, 0, 0, 0
+            for p in prompts:
+                tokens, stats = speculative_generate(target, draft, p, n, k=k)
+                identical &= torch.equal(tokens, generate(target, p, n))
+                accepted, proposed, calls = (accepted + stats["accepted"], proposed + stats["proposed"],
+                                             calls + stats["target_calls"])
+            t_spec = sum(best_of(lambda p=p, k=k, d=draft: speculative_generate(target, d, p, n, k=k), repeats)
+                         for p in prompts)
+            print(f"   {name:15s} {k:3d} {identical!s:>10s} {accepted / proposed:11.2f} {calls / total:19.2f} "
+                  f"{total / t_spec:9.0f} {t_target / t_spec:8.2f}x {t_contig / t_spec:11.2f}x")
+            assert identical
+
+
+def _draft_alone(draft: torch.nn.Module, prompt: torch.Tensor, n: int) -> None:
+    """Decode n tokens greedily with the draft alone (its cost per token, as speculative decoding calls it)."""
+    if isinstance(draft, NGramDraft):
+        tokens = prompt[0].tolist()
+        for _ in range(n):
+            tokens.append(draft.next_token(tokens))
+    else:
+        generate_paged(draft, prompt, n)
 
 
 def main() -> None:

@@ -829,11 +829,11 @@ def block_table():
             grid(ax, x, y, [words + [""] * (P - len(words))], cell=small, fontsize=6.5,
                  color=[[_tint(colors[name], 0.35) if j < len(words) else "white" for j in range(P)]])
             ax.text(x + P * small / 2, y - 0.2, f"logical {i}", ha="center", va="top", fontsize=7)
-        tx = 7.9
-        grid(ax, tx, y, [table], cell=cell, color=_tint(colors[name], 0.35), fontsize=9)
-        ax.text(tx - 0.1, y + cell / 2, f"{name}:", ha="right", va="center", fontsize=9)
+        tx, ty = 7.9, y + 0.45  # the table sits above every block it points to: each arrow leaves its cell's
+        grid(ax, tx, ty, [table], cell=cell, color=_tint(colors[name], 0.35), fontsize=9)  # bottom going down
+        ax.text(tx - 0.1, ty + cell / 2, f"{name}:", ha="right", va="center", fontsize=9)
         for i, b in enumerate(table):
-            arrow(ax, (tx + (i + 0.5) * cell, y), (pool_x - 1.05, slot_of[b] + cell / 2),
+            arrow(ax, (tx + (i + 0.5) * cell, ty), (pool_x - 1.05, slot_of[b] + cell / 2),
                   color=colors[name])
         y -= 2.6
     ax.text(0.2, 0.55, "Position p of a sequence lives in physical block table[p // P], at slot p % P. Only the "

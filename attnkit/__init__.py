@@ -38,12 +38,19 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "prefix_explorer", "prefix_explorer_data", "projection_explorer", "projection_explorer_data",
                 "rope_offset_explorer", "rope_offset_explorer_data", "sampling_explorer", "sampling_explorer_data",
                 "show_head_origin", "temperature_explorer", "temperature_explorer_data", "training_explorer",
-                "training_explorer_data"),
+                "training_explorer_data", "paging_explorer", "paging_explorer_data", "serving_schedule"),
     "diagrams": ("COLORS", "MASK_EXAMPLE", "ROBOT_SCORES", "THINKING_MACHINES", "cache_growth", "cache_panel",
                  "cache_positions", "four_steps", "four_steps_numbers", "heads_split_merge", "mask_before_softmax",
-                 "pre_post_norm", "qkv_thinking_machines", "robot_prefixes"),
+                 "pre_post_norm", "qkv_thinking_machines", "robot_prefixes", "BLOCK_TABLE_EXAMPLE", "block_table"),
     "checks": ("Case", "Exercise", "ExerciseReport", "Misconception", "all_exercises", "check", "exercises_for",
                "get_exercise", "grading_mode", "padding_changes_output", "run_exercise"),
+    "paged_cache": ("BlockAllocator", "OutOfBlocksError", "PagedBatch", "PagedKVCache", "blocks_needed",
+                    "gather_paged_kv"),
+    "batching": ("Request", "ServeLog", "ServeStep", "generate_paged", "generate_shared_prefix", "left_pad",
+                 "packed_causal_mask", "serve_continuous"),
+    "speculative": ("NGramDraft", "speculative_generate", "truncated_draft", "verify_draft"),
+    "latent_attention": ("LatentAttention", "kv_bytes_per_token"),
+    "quantized_cache": ("Int8KVCache", "dequantize_int8", "quantize_int8"),
 }
 # Chapter 7: efficient attention (the online softmax and tiles, linear attention, sparse patterns, costs).
 _EXPORTS.update({

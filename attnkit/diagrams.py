@@ -842,6 +842,87 @@ def flash_tiles():
 
 
 __all__ += ["TILES", "flash_tiles"]
+# Chapter 8: serving
+# ---------------------------------------------------------------------------------------------------
+
+# Two requests that share a prompt of one full block: P = 4 positions per block, a pool of 8 blocks.
+BLOCK_TABLE_EXAMPLE = {
+    "block_size": 4,
+    "num_blocks": 8,
+    "sequences": {
+        "A": (["The", "cat", "sat", "on", "the", "mat", "and", "then", "slept"], [5, 1, 3]),
+        "B": (["The", "cat", "sat", "on", "a", "hat"], [5, 6]),
+    },
+}
+
+
+@figure("08_block_table")
+def block_table():
+    """Two sequences' logical blocks, their block tables, and the physical pool they point into (shared block: ref 2).
+
+    Shapes: pool (N, H, P, D) drawn as N blocks of P slots; block tables (n,) per sequence.
+    See chapters/08_serving.ipynb.
+    """
+    P, N = BLOCK_TABLE_EXAMPLE["block_size"], BLOCK_TABLE_EXAMPLE["num_blocks"]
+    seqs = BLOCK_TABLE_EXAMPLE["sequences"]
+    colors = {"A": COLORS["query"], "B": COLORS["key"]}
+    refs = [0] * N
+    for _, table in seqs.values():
+        for b in table:
+            refs[b] += 1
+    cell = 0.62
+    small = 0.5  # the logical blocks' cells
+    fig, ax = canvas(15.8, 7.6)
+    ax.text(0.2, 7.3, "logical blocks (positions in order)", fontsize=10, weight="bold", va="center")
+    ax.text(8.4, 7.3, "block tables", fontsize=10, weight="bold", va="center", ha="center")
+    ax.text(12.6, 7.3, f"physical pool: {N} blocks of P = {P}", fontsize=10, weight="bold", va="center")
+    pool_x, pool_top = 11.9, 6.5
+    slot_of = {}  # physical block -> y of its row in the pool
+
+    def pool_y(b: int) -> float:
+        return pool_top - b * 0.8
+
+    owners = {}
+    for name, (tokens, table) in seqs.items():
+        for i, b in enumerate(table):
+            owners.setdefault(b, []).append((name, tokens[i * P:(i + 1) * P]))
+    for b in range(N):
+        y = pool_y(b)
+        slot_of[b] = y
+        held = owners.get(b)
+        words = held[0][1] if held else []
+        fill = COLORS["neutral"] if not held else (_tint(COLORS["weight"], 0.3) if refs[b] > 1
+                                                   else _tint(colors[held[0][0]], 0.35))
+        grid(ax, pool_x, y, [[w if j < len(words) else "" for j, w in enumerate(words + [""] * (P - len(words)))]],
+             cell=cell, color=[[fill if j < len(words) else "white" for j in range(P)]], fontsize=7)
+        ax.text(pool_x - 0.15, y + cell / 2, f"block {b}", ha="right", va="center", fontsize=8)
+        note = "free" if not held else (f"ref {refs[b]}: shared" if refs[b] > 1 else f"ref 1 ({held[0][0]})")
+        ax.text(pool_x + P * cell + 0.12, y + cell / 2, note, ha="left", va="center", fontsize=8)
+    y = 6.0
+    for name, (tokens, table) in seqs.items():
+        ax.text(0.2, y + 0.95, f"sequence {name}: {len(tokens)} tokens", fontsize=9, va="center")
+        for i in range(len(table)):
+            words = tokens[i * P:(i + 1) * P]
+            x = 0.2 + i * (P * small + 0.2)
+            grid(ax, x, y, [words + [""] * (P - len(words))], cell=small, fontsize=6.5,
+                 color=[[_tint(colors[name], 0.35) if j < len(words) else "white" for j in range(P)]])
+            ax.text(x + P * small / 2, y - 0.2, f"logical {i}", ha="center", va="top", fontsize=7)
+        tx, ty = 7.9, y + 0.45  # the table sits above every block it points to: each arrow leaves its cell's
+        grid(ax, tx, ty, [table], cell=cell, color=_tint(colors[name], 0.35), fontsize=9)  # bottom going down
+        ax.text(tx - 0.1, ty + cell / 2, f"{name}:", ha="right", va="center", fontsize=9)
+        for i, b in enumerate(table):
+            arrow(ax, (tx + (i + 0.5) * cell, ty), (pool_x - 1.05, slot_of[b] + cell / 2),
+                  color=colors[name])
+        y -= 2.6
+    ax.text(0.2, 0.55, "Position p of a sequence lives in physical block table[p // P], at slot p % P. Only the "
+            "last block of a sequence is partly empty.", fontsize=8.5, va="center")
+    ax.text(0.2, 0.15, "B forked A's prompt: block 5 is shared (ref 2); B's next token went to a new block 6 "
+            "(copy-on-write copies a shared block only if written into).", fontsize=8.5, va="center")
+    return fig
+
+
+__all__ += ["BLOCK_TABLE_EXAMPLE", "block_table"]
+
 
 if __name__ == "__main__":
     import matplotlib

@@ -29,6 +29,7 @@ from torch import nn
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.kv_cache import KVCache
 from attnkit.masks import causal_mask
+from attnkit.paged_cache import PagedBatch
 
 __all__ = ["GPTConfig", "CausalSelfAttention", "MLP", "Block", "GPT"]
 
@@ -71,7 +72,8 @@ class CausalSelfAttention(nn.Module):
     """Masked multi-head self-attention with one fused projection for q, k, v, as in GPT-2.
 
     With a `KVCache`, the L new tokens' queries attend to the cached keys plus their own, under a
-    causal mask aligned bottom-right (`attnkit.causal_mask(L, S)`).
+    causal mask aligned bottom-right (`attnkit.causal_mask(L, S)`). With a `PagedBatch` (chapter 8)
+    the rows hold sequences of different lengths, and the batch gives each row its own causal mask.
 
     Shapes: x (B, L, E) -> (B, L, E).
 
@@ -85,7 +87,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # W_q, W_k, W_v stacked
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)  # mixes the heads back together
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | PagedBatch | None = None) -> torch.Tensor:
         B, L, E = x.shape
         H = self.n_head
         # split_heads(q), split_heads(k) and split_heads(v) in one view: this runs once per token per
@@ -95,7 +97,9 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)  # (B, H, S, D): cached keys, then the L new ones
         S = k.shape[2]
-        if L == S:  # no cache, or an empty one: plain causal attention (top-left = bottom-right)
+        if isinstance(cache, PagedBatch):  # rows of different lengths: each row's own causal mask, padding hidden
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=cache.attn_mask)  # (B, H, L, D)
+        elif L == S:  # no cache, or an empty one: plain causal attention (top-left = bottom-right)
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, L, D)
         else:  # the L new queries are the last L of S positions: bottom-right aligned
             mask = None if L == 1 else causal_mask(L, S, device=x.device)  # (L, S); 1 query sees all
@@ -136,7 +140,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | PagedBatch | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cache)  # (B, L, E)
         return x + self.mlp(self.ln_2(x))  # (B, L, E)
 
@@ -175,11 +179,12 @@ class GPT(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(
-        self, idx: torch.Tensor, cache: KVCache | None = None, *, last_only: bool = False
+        self, idx: torch.Tensor, cache: KVCache | PagedBatch | None = None, *, last_only: bool = False
     ) -> torch.Tensor:
         """Next-token logits for every position of `idx` (or only the last, all that generation needs).
 
-        With a cache, positions start at the number of tokens it has seen.
+        With a cache, positions start at the number of tokens it has seen; with a `PagedBatch` (from
+        `PagedKVCache.batch`), each row's start at its own sequence's length.
 
         Shapes: idx (B, L) -> logits (B, L, V), or (B, 1, V) with last_only=True.
 
@@ -190,14 +195,26 @@ class GPT(nn.Module):
             raise ValueError(f"Expected `idx` to be integer token ids of shape (B, L) but got "
                              f"shape {shape_str(idx.shape)} of dtype {idx.dtype}")
         B, L = idx.shape
-        start = 0 if cache is None else cache.n_seen  # position of idx[:, 0]
+        if isinstance(cache, PagedBatch):  # a paged cache: each row continues from its own length
+            positions = cache.positions(L)  # (B, L)
+            start = int(positions[:, 0].max())  # the longest row's first new position
+        else:
+            start = 0 if cache is None else cache.n_seen  # position of idx[:, 0]
         if start + L > self.config.block_size:
             raise ValueError(
                 f"Expected at most block_size={self.config.block_size} positions but got {start + L} "
                 f"({start} cached + {L} new); crop the context or start a new cache"
             )
+        if isinstance(cache, PagedBatch):
+            return self._forward(self.transformer.wpe(positions), idx, cache, last_only)  # pos_emb (B, L, E)
         pos_emb = self.transformer.wpe.weight[start:start + L]  # (L, E): rows start .. start + L - 1
-        x = self.transformer.wte(idx) + pos_emb  # (B, L, E) + (L, E) -> (B, L, E)
+        return self._forward(pos_emb, idx, cache, last_only)
+
+    def _forward(
+        self, pos_emb: torch.Tensor, idx: torch.Tensor, cache: KVCache | PagedBatch | None, last_only: bool
+    ) -> torch.Tensor:
+        """The model after the position lookup: pos_emb (L, E) or (B, L, E), idx (B, L) -> logits."""
+        x = self.transformer.wte(idx) + pos_emb  # (B, L, E) + (L, E) or (B, L, E) -> (B, L, E)
         for block in self.transformer.h:
             x = block(x, cache)  # (B, L, E)
         if last_only:

@@ -1161,3 +1161,146 @@ def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
                      f"{float(step['sum_after']):.3f}")
 
     return _explorer([block, tile], draw, shown=[widgets.HBox([tile, block])])
+# Chapter 8: serving (explorers for chapters/08_serving.ipynb)
+# ---------------------------------------------------------------------------------------------------
+
+__all__ += ["paging_explorer", "paging_explorer_data", "serving_schedule"]
+
+_PAGING_POSITIONS, _PAGING_BATCH = 64, 4  # the explorer's pool (in positions, whatever the block size), batch limit
+
+
+def serving_schedule(n_requests: int = 8, seed: int = 0) -> list[Any]:
+    """The explorer's requests: seeded arrivals (steps 0..11), prompts of 3..14 tokens, 3..12 new tokens each.
+
+    Shapes: -> list of `attnkit.Request`, prompts (L_i,) of ids < 32.
+
+    See chapters/08_serving.ipynb.
+    """
+    import torch
+
+    from attnkit.batching import Request
+
+    gen = torch.Generator().manual_seed(seed)
+    arrivals = sorted(torch.randint(0, 12, (n_requests,), generator=gen).tolist())
+    lengths = torch.randint(3, 15, (n_requests,), generator=gen).tolist()
+    new = torch.randint(3, 13, (n_requests,), generator=gen).tolist()
+    return [Request(a, torch.randint(0, 32, (n,), generator=gen), m) for a, n, m in zip(arrivals, lengths, new,
+                                                                                         strict=True)]
+
+
+_SERVE_LOGS: dict[int, Any] = {}
+
+
+def _serve_log(block_size: int) -> Any:
+    """serve_continuous on the fixed schedule with a tiny seeded GPT, computed once per block size."""
+    if block_size not in _SERVE_LOGS:
+        import torch
+
+        from attnkit.batching import serve_continuous
+        from attnkit.gpt import GPT, GPTConfig
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = GPT(GPTConfig(vocab_size=32, block_size=64, n_layer=1, n_head=2, n_embd=16)).eval()
+        _SERVE_LOGS[block_size] = serve_continuous(model, serving_schedule(), max_batch=_PAGING_BATCH,
+                                                   num_blocks=_PAGING_POSITIONS // block_size,
+                                                   block_size=block_size)
+    return _SERVE_LOGS[block_size]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def paging_explorer_data(step: int, block_size: int = 4) -> dict[str, Any]:
+    """The paged cache of the continuous-batching run after scheduler step `step`: who holds which block.
+
+    "owner" gives each physical block's request (-1 = free); "events" says who arrived, joined, finished;
+    "free_history" is the free-block count after every step; "used" / "allocated" count positions held and
+    block slots taken (their difference is at most block_size - 1 per running request).
+
+    Shapes: -> dict: "owner" (num_blocks,) int, "tables" {request: block ids}, "lengths", "running",
+    "waiting", "events" list of str, "free_history" (n_steps,), "n_steps", "used", "allocated".
+
+    See chapters/08_serving.ipynb.
+    """
+    import torch
+
+    log = _serve_log(block_size)
+    if not isinstance(step, int) or not 0 <= step < len(log.steps):
+        raise ValueError(f"Expected `step` in [0, {len(log.steps) - 1}] but got {step!r}")
+    s = log.steps[step]
+    owner = torch.full((log.num_blocks,), -1)
+    for request, table in s.tables.items():
+        owner[table] = request
+    arrived = [i for i, r in enumerate(serving_schedule()) if r.arrival == step]
+    events = [f"request {i} arrives" for i in arrived]
+    events += [f"request {i} joins: {_plural(len(s.tables[i]), 'block')}" if i in s.tables else
+               f"request {i} joins and finishes" for i in s.admitted]
+    events += [f"request {i} finishes: its blocks are freed" for i in s.finished]
+    used = sum(s.lengths.values())
+    return {"owner": owner, "tables": s.tables, "lengths": s.lengths, "running": s.running, "waiting": s.waiting,
+            "events": events, "free_history": torch.tensor([t.free_blocks for t in log.steps]),
+            "n_steps": len(log.steps), "used": used, "allocated": block_size * sum(map(len, s.tables.values()))}
+
+
+def paging_explorer() -> ipywidgets.VBox:
+    """Step through a continuous-batching run and watch the paged cache's blocks being allocated and freed.
+
+    Controls: "step" (scheduler step of a fixed seeded schedule of 8 requests; its range follows the run of
+    the chosen block size) and "block size" (positions per block; the pool holds 64 positions, so 32, 16 or
+    8 blocks). Left: the pool's blocks coloured by the request holding them, after the step's frees;
+    right: free blocks over time; above them, what happened at the step.
+
+    Shapes: -> widget.
+
+    See chapters/08_serving.ipynb.
+    """
+    import ipywidgets as widgets
+    import matplotlib as mpl
+
+    sizes = [2, 4, 8]
+    steps = widgets.IntSlider(description="step", min=0, max=len(_serve_log(4).steps) - 1, value=0)
+    block_size = widgets.Dropdown(description="block size", options=sizes, value=4)
+    events = widgets.HTML()  # what happened at the step, at normal size and wrapped
+    colors = mpl.colormaps["tab10"]
+
+    def follow_block_size(change: dict) -> None:  # registered before the redraw: the slider's range first
+        steps.max = len(_serve_log(change["new"]).steps) - 1  # clamps the value if the run is shorter
+
+    block_size.observe(follow_block_size, names="value")
+
+    def draw() -> tuple[Figure, str]:
+        n_steps = len(_serve_log(block_size.value).steps)
+        step = min(steps.value, n_steps - 1)
+        data = paging_explorer_data(step, block_size.value)
+        fig = _figure(10, 3.4)
+        ax_pool, ax_free = fig.subplots(1, 2, width_ratios=[1.5, 1])
+        cols = 8
+        for b, who in enumerate(data["owner"].tolist()):
+            r, c = divmod(b, cols)
+            face = "#eeeeee" if who < 0 else colors(who % 10)
+            ax_pool.add_patch(mpl.patches.Rectangle((c, -r), 0.92, 0.92, facecolor=face, edgecolor="#444444"))
+            ax_pool.text(c + 0.46, -r + 0.46, "free" if who < 0 else f"r{who}", ha="center", va="center",
+                         fontsize=8, color="#222222")
+        rows = -(-len(data["owner"]) // cols)
+        lines = [f"r{i}: {data['lengths'][i]} positions, block table {t}" for i, t in data["tables"].items()]
+        for n, line in enumerate(lines):
+            ax_pool.text(0, -rows + 0.5 - 0.55 * n, line, fontsize=8, va="top", family="monospace")
+        ax_pool.set(xlim=(-0.1, cols), ylim=(-rows - 0.55 * max(len(lines), 1), 1.0), aspect="equal",
+                    title=f"after step {step}: {len(data['running'])} running, {len(data['waiting'])} waiting; "
+                          f"{data['used']} positions in {data['allocated']} slots")
+        ax_pool.axis("off")
+        history = data["free_history"]
+        ax_free.plot(range(len(history)), history.tolist(), color="tab:blue")
+        ax_free.axvline(step, color="tab:red", ls="--")
+        ax_free.set(xlabel="scheduler step", ylabel="free blocks", ylim=(0, len(data["owner"]) + 1),
+                    title="free blocks after each step", xlim=(0, max(n_steps - 1, 1)))
+        fig.tight_layout()
+        said = "; ".join(data["events"]) or "every running request decodes one token"
+        events.value = f"<div style='white-space: normal'><b>step {step}</b>: {said}</div>"
+        tables = ", ".join(f"r{i}: {t}" for i, t in data["tables"].items())
+        return fig, f"step {step}, block size {block_size.value}: tables {tables or 'none'}; events {data['events']}"
+
+    return _explorer([steps, block_size], draw, shown=[widgets.HBox([steps, block_size]), events])
+

@@ -217,3 +217,64 @@ def test_the_lookup_model_learns_where_to_look(classic):
     entropy, snapshots, S = ns["entropy"], ns["snapshots"], ns["S"]
     assert entropy(snapshots[0]).mean() > 0.9 * math.log(S)  # "nearly uniform" at step 0
     assert entropy(snapshots[150]).mean() < 0.3  # sharp at the end
+
+
+# ---------------------------------------------------------------------------------------------------
+# chapters/08_serving.ipynb
+
+
+@pytest.fixture(scope="module")
+def serving():
+    return run_chapter("08_serving.ipynb")
+
+
+def test_a_preallocated_cache_wastes_more_than_half(serving):
+    ns = serving["ch08-005"]
+    waste = 1 - ns["used"] / ns["preallocated"]
+    assert round(100 * waste) == 57  # README: "57 % of it for 32 requests of 16..1024 tokens"
+    assert 1 - ns["used"] / ns["paged"] < 0.04  # the vLLM paper's "under 4 %"
+
+
+def test_the_two_prompts_fill_the_blocks_the_text_says(serving):
+    cache = serving["ch08-007"]["cache"]
+    assert cache.lengths == {"short": 3, "long": 24}  # "24 characters fill three blocks", "3 positions in one"
+    assert [len(cache.tables[s]) for s in ("short", "long")] == [1, 3]
+
+
+def test_copy_on_write_replaces_the_shared_partial_block(serving):
+    ns = serving["ch08-011"]
+    cache = ns["cache"]
+    assert len(ns["prefix"]) == 39 and cache.tables["prefix"] == cache.tables["b"] == [0, 1, 2, 3, 4]
+    assert cache.tables["a"] == [0, 1, 2, 3, 5, 6]  # "block 5 in its table", "a new block 6"
+
+
+def test_sharing_prefills_71_positions_instead_of_344(serving):
+    ns = serving["ch08-013"]
+    assert ns["stats"]["prefill_positions"] == 71 and len(ns["suffixes"]) == 8
+    assert 39 + 8 * 4 == 71 and 8 * 43 == 344
+
+
+def test_mla_is_57_times_smaller_at_deepseek_sizes():
+    from attnkit import kv_bytes_per_token
+
+    sizes = dict(n_layer=60, n_head=128, head_dim=128)
+    ratio = kv_bytes_per_token("mha", **sizes) / kv_bytes_per_token("mla", **sizes, d_latent=512, rope_dim=64)
+    assert round(ratio) == 57
+
+
+def test_int8_keeps_the_greedy_choice(serving):
+    ns = serving["ch08-022"]
+    assert (ns["rounded"].argmax(-1) == ns["exact"].argmax(-1)).float().mean() > 0.95  # "almost everywhere"
+    assert torch.equal(ns["plain"], ns["out"])
+
+
+def test_the_early_exit_draft_is_accepted_often_but_well_under_half_the_time(serving):
+    acceptance = serving["ch08-026"]["acceptance"]
+    assert 0.4 < acceptance["first 2 blocks", 1] < 0.5  # "alpha" read from the k = 1 row
+    assert acceptance["first 2 blocks", 6] < 0.5
+    assert 0.3 < acceptance["first 2 blocks", 2] < 0.5
+
+
+def test_the_trigram_draft_is_accepted_more_often_than_the_early_exit(serving):
+    acceptance = serving["ch08-026"]["acceptance"]  # "accepted more often"
+    assert all(acceptance["trigram table", k] > acceptance["first 2 blocks", k] for k in (1, 2, 4, 6))

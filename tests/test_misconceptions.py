@@ -1650,6 +1650,504 @@ def sliding_window_mask(L, S, window):
     j = torch.arange(S)[None, :]
     mask = (j <= i) & (j > i - window)""", ['forget `return`']),
 ]
+# --- chapter 8: serving (gather through a block table, the block manager, verifying a draft)
+C += [
+    ('8.1', 'block index and offset swapped', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    P = key_blocks.shape[2]
+    pos = torch.arange(seq_len)
+    blocks = block_table[pos % P]
+    offsets = pos // P
+    keys, values = key_blocks[blocks, :, offsets], value_blocks[blocks, :, offsets]
+    return keys.transpose(0, 1), values.transpose(0, 1)''', ['swapped']),
+    ('8.1', 'the last block not cropped', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    k = key_blocks[block_table].transpose(0, 1)           # (H, n, P, D)
+    v = value_blocks[block_table].transpose(0, 1)
+    H, n, P, D = k.shape
+    return k.reshape(H, n * P, D), v.reshape(H, n * P, v.shape[-1])''', ['partly filled', 'seq_len']),
+    ('8.1', 'pool read in physical order', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    n = len(block_table)
+    k = key_blocks[:n].transpose(0, 1)
+    v = value_blocks[:n].transpose(0, 1)
+    k = k.reshape(k.shape[0], -1, k.shape[-1])[:, :seq_len]
+    v = v.reshape(v.shape[0], -1, v.shape[-1])[:, :seq_len]
+    return k, v''', ['block table']),
+    ('8.1', 'reshape without moving the heads', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    H = key_blocks.shape[1]
+    k = key_blocks[block_table].reshape(H, -1, key_blocks.shape[-1])[:, :seq_len]
+    v = value_blocks[block_table].reshape(H, -1, value_blocks.shape[-1])[:, :seq_len]
+    return k, v''', ['mixes heads']),
+    ('8.1', 'sorted block table in a loop', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    P = key_blocks.shape[2]
+    keys, values = [], []
+    for i, b in enumerate(sorted(block_table.tolist())):
+        take = min(P, seq_len - i * P)
+        keys.append(key_blocks[b, :, :take])
+        values.append(value_blocks[b, :, :take])
+    return torch.cat(keys, dim=1), torch.cat(values, dim=1)''', ['sorted']),
+    ('8.1', 'values reshaped with the head size of the keys', '''
+def gather_paged_kv(key_blocks, value_blocks, block_table, seq_len):
+    N, H, P, D = key_blocks.shape
+    n = len(block_table)
+    keys = key_blocks[block_table].transpose(0, 1).reshape(H, n * P, D)[:, :seq_len]
+    values = value_blocks[block_table].transpose(0, 1).reshape(H, n * P, D)[:, :seq_len]
+    return keys, values''', ['Dv']),
+    ('8.2', 'floor instead of ceil', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = (length + n_tokens) // self.block_size - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(need):
+            if not self.free_blocks:
+                raise RuntimeError("out of blocks")
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['rounds DOWN']),
+    ('8.2', 'n // block_size + 1 blocks', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = (length + n_tokens) // self.block_size + 1 - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(need):
+            if not self.free_blocks:
+                raise RuntimeError("out of blocks")
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['off by one']),
+    ('8.2', 'new blocks at every call', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = math.ceil(n_tokens / self.block_size)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(need):
+            if not self.free_blocks:
+                raise RuntimeError("out of blocks")
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['still has room']),
+    ('8.2', 'free forgets the free list', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError(f"out of blocks: {need} wanted, {len(self.free_blocks)} free")
+        for _ in range(need):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+        del self.lengths[seq]
+''', ['leaks']),
+    ('8.2', 'frees a block another sequence shares', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError(f"out of blocks: {need} wanted, {len(self.free_blocks)} free")
+        for _ in range(need):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] = 0
+            self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['shared block']),
+    ('8.2', 'takes blocks until the pool is empty', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.setdefault(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        for _ in range(need):
+            if not self.free_blocks:
+                raise RuntimeError("out of blocks")
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['BEFORE taking any']),
+    ('8.3', 'accepts past the first mismatch', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    out = []
+    for i in range(len(draft_tokens)):
+        out.append(int(draft_tokens[i]) if choice[i] == draft_tokens[i] else int(choice[i]))
+    out.append(int(choice[-1]))
+    return torch.tensor(out)''', ['after the first mismatch']),
+    ('8.3', 'no bonus token', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    out = []
+    for i in range(len(draft_tokens)):
+        if choice[i] != draft_tokens[i]:
+            out.append(int(choice[i]))
+            break
+        out.append(int(draft_tokens[i]))
+    return torch.tensor(out)''', ['bonus']),
+    ('8.3', 'logits i + 1 verify draft token i', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    out = []
+    for i in range(len(draft_tokens)):
+        if choice[i + 1] != draft_tokens[i]:
+            out.append(int(choice[i + 1]))
+            break
+        out.append(int(draft_tokens[i]))
+    return torch.tensor(out)''', ['alignment']),
+    ('8.3', 'keeps the draft token at the mismatch', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    k = len(draft_tokens)
+    n = 0
+    while n < k and choice[n] == draft_tokens[n]:
+        n += 1
+    if n == k:
+        return torch.cat([draft_tokens, choice[k:]])
+    return draft_tokens[:n + 1]''', ['target decides']),
+    ('8.3', 'only the accepted tokens', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    agree = (choice[:-1] == draft_tokens).long().cumprod(dim=0)
+    return draft_tokens[: int(agree.sum())]''', ['n + 1 tokens']),
+    ('8.2', 'refuses an exact fit (need >= free)', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need >= len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['need >= ']),
+    ('8.2', 'allocate never sets the reference count', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['ref_counts[b] = 1']),
+    ('8.2', 'free leaves the table in place', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables[seq]:
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+''', ["leaves the sequence's table"]),
+    ('8.2', 'free returns only unshared blocks', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            if self.ref_counts[b] == 1:
+                self.ref_counts[b] = 0
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['Decrement EVERY']),
+    ('8.2', 'MemoryError when the pool is too small', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.get(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise MemoryError("out of blocks")
+        for _ in range(max(need, 0)):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.tables[seq] = table
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['raise RuntimeError']),
+    ('8.3', 'counts every agreement with .sum()', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    n = int((choice[:-1] == draft_tokens).sum())
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['counts EVERY']),
+    ('8.3', 'boolean mask of the agreeing tokens', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    agree = choice[:-1] == draft_tokens
+    return torch.cat([draft_tokens[agree], choice[-1:]])''', ['after the first mismatch']),
+    ('8.3', 'loop without break', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    out, correction = [], None
+    for i in range(len(draft_tokens)):
+        if choice[i] == draft_tokens[i]:
+            out.append(int(draft_tokens[i]))
+        elif correction is None:
+            correction = int(choice[i])
+    out.append(correction if correction is not None else int(choice[-1]))
+    return torch.tensor(out)''', ['break']),
+    ('8.3', 'compares with logits i + 1, corrects with logits n', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    n = 0
+    while n < len(draft_tokens) and choice[n + 1] == draft_tokens[n]:
+        n += 1
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['alignment']),
+]
 
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]
 

@@ -88,7 +88,7 @@ def test_every_exercise_is_in_its_solution_and_released_notebook():
         exercises = exercises_for(path.name)
         assert exercises, f"{path.name} has no exercises in attnkit/checks"
         for ex in exercises:
-            assert re.search(rf"(def|class) {re.escape(ex.function)}\(", solution), \
+            assert re.search(rf"(def|class) {re.escape(ex.function)}[(:]", solution), \
                 f"{path.name} lacks exercise {ex.id}"  # a function, or a class (4.5)
             assert re.search(rf"check\((\"|'){re.escape(ex.id)}(\"|')", released), f"{path.name}: no check for {ex.id}"
         assert "### BEGIN SOLUTION" not in released

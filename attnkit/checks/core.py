@@ -64,8 +64,13 @@ class Exercise:
     make_hidden_cases: Callable[[torch.Generator], list[Case]] | None = None  # grader only
     call: Callable[[Callable[..., Any], dict[str, Any]], Any] | None = None  # default: fn(**inputs)
     output_names: tuple[str, ...] = ("output",)  # names of the returned tensors, for messages
+    # what each output holds, said in messages after its name when the name alone could mislead ("" = nothing)
+    output_notes: tuple[str, ...] = ()
+    # the "inputs: ..." line of messages, when listing shapes would hide what a learner needs to debug
+    describe: Callable[[dict[str, Any]], str] | None = None
     misconceptions: tuple[Misconception, ...] = ()
-    # (regex on the message of an exception the student's code raised, hint, kebab-case name), tried before
+    # (regex on the message of an exception the student's code raised, or on "TypeName: message", hint,
+    # kebab-case name), tried before
     # the generic ones; the hint's id is "<exercise id>/error-<name>"
     error_hints: tuple[tuple[str, str, str], ...] = ()
     # where NaN comes from in this exercise, for the message when an output holds NaN (None: the usual two,
@@ -102,6 +107,7 @@ class CaseResult:
     status: str  # PASSED, FAILED, ERROR or NOT_IMPLEMENTED
     message: str = ""
     misconception: str = ""  # id of the hint in `message` ("1.2/divided-by-d-k", "generic/wrong-axis"), or ""
+    outputs: tuple[torch.Tensor, ...] = ()  # what the student's function returned (FAILED cases)
 
 
 @dataclass
@@ -257,8 +263,9 @@ def run_case(exercise: Exercise, fn: Callable[..., Any], case: Case) -> Ran:
                         "of the exercise's stub.")
             return Ran(ERROR, message=message, misconception="error/parameter-names")
         generic = _named_exception_hint(err, line)
+        typed = f"{type(err).__name__}: {err}"  # a pattern may also name the exception's type ("^MemoryError")
         specific = next(((f"{exercise.id}/error-{name}", h) for pattern, h, name in exercise.error_hints
-                         if re.search(pattern, str(err))), None)
+                         if re.search(pattern, str(err)) or re.search(pattern, typed)), None)
         # `.T` on the failing line explains a shape error better than any exercise's own reading of it
         named = generic if generic is not None and generic[1] == _TRANSPOSE_ADVICE else (specific or generic)
         if named:
@@ -518,18 +525,19 @@ def describe_inputs(inputs: dict[str, Any]) -> str:
 
 def judge(exercise: Exercise, case: Case, expected: tuple[torch.Tensor, ...], ran: Ran) -> CaseResult:
     """Compare what the student's function returned with the reference's, and say what is wrong."""
+    inputs_line = exercise.describe(case.inputs) if exercise.describe is not None else describe_inputs(case.inputs)
     if ran.status != PASSED:
-        return CaseResult(case, ran.status, ran.message + "\n" + describe_inputs(case.inputs),
+        return CaseResult(case, ran.status, ran.message + "\n" + inputs_line,
                           ran.misconception if ran.status == ERROR else "")
     masked = any(isinstance(v, torch.Tensor) and v.dtype == torch.bool for v in case.inputs.values())
     problem = compare(exercise, expected, ran.outputs, masked=masked)
     if problem is None:
         return CaseResult(case, PASSED)
     named = _misconception(exercise, case, expected, ran.outputs)
-    message = problem + "\n" + describe_inputs(case.inputs)
+    message = problem + "\n" + inputs_line
     if named:
         message += "\nHint: " + named[1]
-    return CaseResult(case, FAILED, message, named[0] if named else "")
+    return CaseResult(case, FAILED, message, named[0] if named else "", ran.outputs)
 
 
 def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequence[torch.Tensor], *,
@@ -541,6 +549,7 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
     names = exercise.output_names
     if len(actual) != len(expected):
         return (f"Expected {len(expected)} outputs ({', '.join(names)}) but got {len(actual)}.")
+    notes = {n: note for n, note in zip(names, exercise.output_notes, strict=False) if note}
     for name, want, got in zip(names, expected, actual, strict=True):
         if tuple(got.shape) != tuple(want.shape):
             msg = f"Expected `{name}` shape to be {shape_str(want.shape)} but got {shape_str(got.shape)}."
@@ -551,13 +560,13 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
             if want.dtype != got.dtype:
                 return f"Expected `{name}` to have dtype {want.dtype} but got {got.dtype}."
             if not torch.equal(want, got):
-                return _first_difference(name, want, got, "differs from the expected mask")
+                return _first_difference(name, want, got, "differs from the expected mask", notes.get(name, ""))
             continue
         if not (want.is_floating_point() or want.is_complex()):
             if got.is_floating_point() or got.is_complex():
                 return f"Expected `{name}` to have dtype {want.dtype} but got {got.dtype}."
             if not torch.equal(want, got.to(want.dtype)):
-                return _first_difference(name, want, got, "differs from the expected values")
+                return _first_difference(name, want, got, "differs from the expected values", notes.get(name, ""))
             continue
         if got.dtype != want.dtype and got.dim() > 0:
             return (f"Expected `{name}` to have dtype {want.dtype} (as the inputs) but got {got.dtype}: a "
@@ -574,18 +583,19 @@ def compare(exercise: Exercise, expected: Sequence[torch.Tensor], actual: Sequen
             return (f"`{name}` contains NaN at {int(nan_got.sum())} position(s), e.g. at index {idx}, where "
                     f"the expected value is {float(want_f[idx]):.4g}. NaN comes from {where}.")
         if not torch.allclose(got_f, want_f, atol=exercise.atol, rtol=exercise.rtol, equal_nan=True):
-            return _first_difference(name, want_f, got_f, "differs from the expected values")
+            return _first_difference(name, want_f, got_f, "differs from the expected values", notes.get(name, ""))
     return None
 
 
-def _fmt(t: torch.Tensor) -> str:
+def _fmt(t: torch.Tensor, start: int = 0) -> str:
+    """The values of a row from `start` on, at most 8 (12 for booleans), with "..." where some are left out."""
     values = t.flatten().tolist()
-    if t.dtype == torch.bool:
-        text = ", ".join("T" if v else "F" for v in values[:12])
-    else:
-        text = ", ".join(_num(v) for v in values[:8])
-    more = ", ..." if len(values) > (12 if t.dtype == torch.bool else 8) else ""
-    return f"[{text}{more}]"
+    limit = 12 if t.dtype == torch.bool else 8
+    shown = values[start:start + limit]
+    text = ", ".join(("T" if v else "F") if t.dtype == torch.bool else _num(v) for v in shown)
+    before = "..., " if start > 0 else ""
+    more = ", ..." if len(values) > start + limit else ""
+    return f"[{before}{text}{more}]"
 
 
 def _num(v: float | int) -> str:
@@ -594,20 +604,26 @@ def _num(v: float | int) -> str:
     return str(v)
 
 
-def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: str) -> str:
-    """Point at the first row that differs and show it both ways."""
+def _first_difference(name: str, want: torch.Tensor, got: torch.Tensor, what: str, note: str = "") -> str:
+    """Point at the first row that differs and show it both ways, around its first differing entry."""
+    shown = f"`{name}` ({note})" if note else f"`{name}`"
     if want.dim() == 0:
-        return f"`{name}` {what}: expected {_num(want.item())}, got {_num(got.item())}."
+        return f"{shown} {what}: expected {_num(want.item())}, got {_num(got.item())}."
     bad = ~torch.isclose(got.double(), want.double(), atol=1e-5, rtol=1e-4, equal_nan=True) \
         if want.dtype != torch.bool else want != got
     if not bool(bad.any()):  # equal values that compare unequal (another dtype): say so, never crash
-        return f"`{name}` {what} (expected dtype {want.dtype}, got {got.dtype})."
+        return f"{shown} {what} (expected dtype {want.dtype}, got {got.dtype})."
     idx = tuple(int(i) for i in bad.nonzero()[0])
-    row = idx[:-1]
-    label = f"{name}[{', '.join(map(str, row))}{', ' if row else ''}:]"
-    lines = [f"`{name}` {what} ({int(bad.sum())} of {bad.numel()} entries differ).",
-             f"expected {label} = {_fmt(want[row])}",
-             f"got      {label} = {_fmt(got[row])}"]
+    row, col = idx[:-1], idx[-1]
+    n, limit = want.shape[-1], (12 if want.dtype == torch.bool else 8)
+    # a long row is shown from two entries before its first difference, so the difference is always in view
+    start = 0 if n <= limit or col < limit - 2 else min(col - 2, n - limit)
+    cols = ":" if start == 0 else f"{start}:{min(start + limit, n)}"
+    label = f"{name}[{', '.join(map(str, row))}{', ' if row else ''}{cols}]"
+    lines = [f"{shown} {what} ({int(bad.sum())} of {bad.numel()} entries differ; the first at index "
+             f"{idx if len(idx) > 1 else col}).",
+             f"expected {label} = {_fmt(want[row], start)}",
+             f"got      {label} = {_fmt(got[row], start)}"]
     if want.is_floating_point():
         infinite = bad & (torch.isinf(want) | torch.isinf(got))
         if bool(infinite.any()):  # a difference with an infinity is no number: show the two values
@@ -870,4 +886,36 @@ def run_exercise(exercise: Exercise, fn: Callable[..., Any] | None, *, seed: int
         report.results.append(judge(exercise, case, expected_outputs(exercise, case), ran))
         if ran.status == NOT_IMPLEMENTED:
             break  # one "not implemented yet" says it all
+    _keep_hints_that_explain_every_case(exercise, report)
     return report
+
+
+def _explains(exercise: Exercise, misconception: Misconception, result: CaseResult) -> bool:
+    """Whether the student's outputs on this failing case are what `misconception` returns."""
+    try:
+        wrong = to_plain(exercise.invoke(misconception.wrong, copy_inputs(result.case.inputs)),
+                         len(exercise.output_names))
+    except Exception:  # a misconception that does not apply to these inputs
+        return False
+    return compare(exercise, wrong, result.outputs) is None
+
+
+def _keep_hints_that_explain_every_case(exercise: Exercise, report: ExerciseReport) -> None:
+    """Prefer a named mistake that explains every failing public case, so one coincidence cannot mislead.
+
+    When the cases' hints differ (one case matched by coincidence, another by nothing), the first misconception
+    whose output equals the student's on every failing public case is named on all of them. If none does, each
+    case keeps its own hint: a misconception's model may not cover every input (masks giving NaN, say), so a
+    case it does not explain is no proof that it is wrong.
+    """
+    failing = [r for r in report.results if r.status == FAILED and not r.case.hidden]
+    own = {f"{exercise.id}/{m.name}": m for m in exercise.misconceptions}
+    named = {r.misconception for r in failing if r.misconception in own}
+    if len(failing) < 2 or not named or {r.misconception for r in failing} == named and len(named) == 1:
+        return
+    common = next((m for m in exercise.misconceptions if all(_explains(exercise, m, r) for r in failing)), None)
+    if common is None:
+        return
+    for r in failing:
+        r.message = r.message.split("\nHint: ")[0] + "\nHint: " + common.hint
+        r.misconception = f"{exercise.id}/{common.name}"

@@ -120,7 +120,8 @@ def flash_attention(
     lse = m + log l. `causal=True` is bottom-right aligned like `attnkit.causal_mask(L, S)` and
     FlashAttention 2.1+ (query i is position S - L + i), NOT PyTorch's top-left `is_causal`; the two
     agree when L == S. Tiles entirely in the future are skipped. A fully masked query row gets a zero
-    output and lse = -inf, as SDPA returns zeros.
+    output and lse = -inf, as SDPA returns zeros. float16/bfloat16 tiles are computed in float32 and the
+    output rounded back once, as SDPA does; the lse stays float32, as FlashAttention keeps it.
 
     Shapes:
         query (B..., L, D), key (B..., S, D), value (B..., S, Dv),
@@ -146,37 +147,38 @@ def flash_attention(
     if causal and S < L:
         raise ValueError(f"Expected S >= L with `causal=True` (bottom-right aligned) but got L={L}, S={S}")
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    out = torch.empty(batch + (L, Dv), dtype=query.dtype, device=query.device)  # (B..., L, Dv)
-    lse = torch.empty(batch + (L,), dtype=query.dtype, device=query.device)  # (B..., L)
+    work = torch.float32 if query.dtype in (torch.float16, torch.bfloat16) else query.dtype  # one tile at a time
+    out = torch.empty(batch + (L, Dv), dtype=work, device=query.device)  # (B..., L, Dv)
+    lse = torch.empty(batch + (L,), dtype=work, device=query.device)  # (B..., L)
     for i0 in range(0, L, block_q):
         i1 = min(i0 + block_q, L)
-        q = query[..., i0:i1, :] * scale  # (B..., bq, D)
-        m = torch.full(batch + (i1 - i0,), float("-inf"), dtype=query.dtype, device=query.device)  # (B..., bq)
+        q = query[..., i0:i1, :].to(work) * scale  # (B..., bq, D)
+        m = torch.full(batch + (i1 - i0,), float("-inf"), dtype=work, device=query.device)  # (B..., bq)
         l = torch.zeros_like(m)  # (B..., bq)
-        acc = torch.zeros(batch + (i1 - i0, Dv), dtype=query.dtype, device=query.device)  # (B..., bq, Dv)
+        acc = torch.zeros(batch + (i1 - i0, Dv), dtype=work, device=query.device)  # (B..., bq, Dv)
         # bottom-right causal: query i is position S - L + i and sees keys 0 .. S - L + i
         last_key = S if not causal else min(S, S - L + i1)
         for j0 in range(0, last_key, block_k):
             j1 = min(j0 + block_k, S)
-            s = q @ key[..., j0:j1, :].transpose(-2, -1)  # (B..., bq, D) x (B..., D, bk) -> (B..., bq, bk)
+            s = q @ key[..., j0:j1, :].to(work).transpose(-2, -1)  # (B..., bq, D) x (B..., D, bk) -> (B..., bq, bk)
             if causal:
                 rows = torch.arange(i0, i1, device=query.device)[:, None] + (S - L)  # (bq, 1) positions
                 cols = torch.arange(j0, j1, device=query.device)[None, :]  # (1, bk)
                 s = s.masked_fill(cols > rows, float("-inf"))
             if attn_mask is not None:  # the mask's own tile: the same rows and columns as the scores'
                 tile = attn_mask[..., i0:i1, j0:j1]
-                s = s.masked_fill(~tile, float("-inf")) if tile.dtype == torch.bool else s + tile
+                s = s.masked_fill(~tile, float("-inf")) if tile.dtype == torch.bool else s + tile.to(work)
             m_new = torch.maximum(m, s.amax(dim=-1))  # (B..., bq)
             shift = _safe(m_new)  # a row with nothing visible yet stays at 0 instead of NaN
             p = torch.exp(s - shift[..., None])  # (B..., bq, bk)
             correction = torch.exp(m - shift)  # (B..., bq): old values were measured against m
             l = l * correction + p.sum(dim=-1)
-            acc = acc * correction[..., None] + p @ value[..., j0:j1, :]  # (B..., bq, Dv)
+            acc = acc * correction[..., None] + p @ value[..., j0:j1, :].to(work)  # (B..., bq, Dv)
             m = m_new
         empty = l == 0  # (B..., bq): every key masked
         out[..., i0:i1, :] = acc / torch.where(empty, torch.ones_like(l), l)[..., None]  # zeros for empty rows
         lse[..., i0:i1] = torch.where(empty, torch.full_like(m, float("-inf")), m + torch.log(l))
-    return out, lse
+    return out.to(query.dtype), lse
 
 
 def tile_steps(scores: torch.Tensor, block_size: int) -> list[dict[str, torch.Tensor]]:

@@ -36,6 +36,8 @@ class KVCache:
             new tokens after the window is full sees only the last `window` positions, so its
             earliest queries see fewer keys than local attention would give them.
 
+    `truncate(n)` forgets every position from n on (speculative decoding's rollback; not with a window).
+
     Returned views stay valid until the next `update` of the same layer or `reset`.
 
     Shapes: update: k, v (B, H_kv, L_new, D) -> k_all, v_all (B, H_kv, S, D), S = seq_len.
@@ -137,6 +139,26 @@ class KVCache:
         """Forget every position (keep the memory), e.g. before the next prompt."""
         self._held = [0] * self.n_layer
         self._seen = [0] * self.n_layer
+
+    def truncate(self, n: int) -> None:
+        """Keep only the first `n` positions of every layer (speculative decoding's rollback of rejected tokens).
+
+        The slots past n keep stale values until the next `update` overwrites them. A cache with a
+        `window` is refused: the positions it dropped cannot come back, so what it would hold after
+        truncation would differ from a fresh cache fed the same n tokens.
+
+        Shapes: held (B, H_kv, S, D) per layer -> (B, H_kv, n, D), n <= S.
+
+        See chapters/08_serving.ipynb.
+        """
+        if self.window is not None:
+            raise ValueError(f"KVCache.truncate needs a cache without `window` (this one has window={self.window}: "
+                             "the positions it dropped cannot be restored); use window=None")
+        held = min(self._held)  # equal in every layer between model calls
+        if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= held:
+            raise ValueError(f"Expected `n` to be an int in [0, {held}] (the positions held) but got {n!r}")
+        self._held = [n] * self.n_layer
+        self._seen = [n] * self.n_layer
 
     @property
     def seq_len(self) -> int:

@@ -142,3 +142,53 @@ def test_argument_errors_name_the_argument():
         KVCache(N_LAYER, B, H, 0, D)
     with pytest.raises(ValueError, match=r"`window`.*max_len=10.*11"):
         KVCache(N_LAYER, B, H, MAX_LEN, D, window=11)
+
+
+def test_truncate_then_update_holds_what_a_fresh_cache_holds():
+    (k1, v1), (k2, v2), (k3, v3) = chunks([5, 3, 2])
+    cache, fresh = KVCache(2, 2, 3, 12, 4), KVCache(2, 2, 3, 12, 4)
+    for layer in range(2):
+        cache.update(layer, k1, v1)
+        cache.update(layer, k2, v2)  # 8 positions, 3 of them about to be rejected
+        fresh.update(layer, k1[:, :, :4], v1[:, :, :4])
+    cache.truncate(4)
+    assert cache.seq_len == cache.n_seen == 4
+    for layer in range(2):
+        got, want = cache.update(layer, k3, v3), fresh.update(layer, k3, v3)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        assert got[0].shape[2] == 6
+
+
+def test_truncate_then_decode_gives_the_tokens_of_a_fresh_cache():
+    from attnkit import GPT, GPTConfig
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=64, n_layer=2, n_head=2, n_embd=16)).eval()
+    prompt = torch.randint(0, 20, (1, 6), generator=torch.Generator().manual_seed(1))
+    wrong = torch.randint(0, 20, (1, 5), generator=torch.Generator().manual_seed(2))
+
+    def decode(cache: KVCache) -> list[int]:
+        out, nxt = [], prompt[:, -1:]
+        for _ in range(10):
+            nxt = model(nxt, cache, last_only=True)[:, -1].argmax(-1, keepdim=True)  # (1, 1)
+            out.append(int(nxt))
+        return out
+
+    with torch.no_grad():
+        cache, fresh = KVCache(2, 1, 2, 64, 8), KVCache(2, 1, 2, 64, 8)
+        model(torch.cat([prompt, wrong], dim=1), cache)  # 11 positions: the last 6 are wrong context
+        cache.truncate(5)  # keep the prompt but its last token, which decode feeds
+        model(prompt[:, :-1], fresh)
+        assert decode(cache) == decode(fresh)
+
+
+def test_truncate_errors_name_the_argument():
+    cache = KVCache(1, 1, 1, 8, 2)
+    k, v = chunks([3])[0]
+    cache.update(0, k[:1, :1, :, :2], v[:1, :1, :, :2])
+    for bad in (-1, 4, 2.0, True):
+        with pytest.raises(ValueError, match=r"`n`.*\[0, 3\]"):
+            cache.truncate(bad)
+    windowed = KVCache(1, 1, 1, 8, 2, window=4)
+    with pytest.raises(ValueError, match="`window`"):
+        windowed.truncate(0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from attnkit._validate import expect_tensor, shape_str
+from attnkit.kv_cache import KVCache
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
 __all__ = ["NGramDraft", "verify_draft", "speculative_generate", "truncated_draft"]
@@ -46,23 +47,45 @@ def verify_draft(draft_tokens: torch.Tensor, target_logits: torch.Tensor) -> tor
     return torch.cat([draft_tokens[:n], choice[n:n + 1]])  # (n + 1,)
 
 
-def _new_cache(model: torch.nn.Module, total: int, block_size: int) -> PagedKVCache:
+def _new_cache(model: torch.nn.Module, total: int, cache_type: type, block_size: int) -> KVCache | PagedKVCache:
     config = model.config
-    cache = PagedKVCache(config.n_layer, config.n_head, config.n_embd // config.n_head, block_size=block_size,
-                         num_blocks=blocks_needed(total, block_size) + 1, dtype=model.lm_head.weight.dtype)
+    head_dim, dtype = config.n_embd // config.n_head, model.lm_head.weight.dtype
+    if cache_type is KVCache:
+        return KVCache(config.n_layer, 1, config.n_head, total, head_dim, dtype=dtype)
+    cache = PagedKVCache(config.n_layer, config.n_head, head_dim, block_size=block_size,
+                         num_blocks=blocks_needed(total, block_size) + 1, dtype=dtype)
     cache.add(0)
     return cache
 
 
+def _held(cache: KVCache | PagedKVCache) -> int:
+    return cache.seq_len if isinstance(cache, KVCache) else cache.lengths[0]
+
+
+def _call(model: torch.nn.Module, context: torch.Tensor, cache: KVCache | PagedKVCache, **kw: bool) -> torch.Tensor:
+    """The model on `context` (1, L_new) after what `cache` holds; the cache then holds it too."""
+    view = cache if isinstance(cache, KVCache) else cache.batch([0], context.shape[1])
+    return model(context, view, **kw)
+
+
+def _truncate(cache: KVCache | PagedKVCache, n: int) -> None:
+    if isinstance(cache, KVCache):
+        cache.truncate(n)
+    else:
+        cache.truncate(0, n)
+
+
 def speculative_generate(
     target: torch.nn.Module, draft: torch.nn.Module, idx: torch.Tensor, max_new_tokens: int, *, k: int = 4,
-    block_size: int = 16,
+    cache_type: type[KVCache] | type[PagedKVCache] = KVCache, block_size: int = 16,
 ) -> tuple[torch.Tensor, dict[str, int]]:
     """Greedy speculative decoding of one prompt: exactly `generate(target, idx, max_new_tokens)`'s tokens.
 
     Each round the draft proposes k tokens (one cached call each), the target scores the newest token
-    and the k proposals in one call, `verify_draft` keeps n + 1 of them, and both paged caches forget
-    the positions of rejected tokens. Stats: "rounds", "proposed", "accepted", "target_calls", "draft_calls".
+    and the k proposals in one call, `verify_draft` keeps n + 1 of them, and both caches forget the
+    positions of rejected tokens (`truncate`). `cache_type` is chapter 5's contiguous `KVCache` (as
+    `generate` uses) or the `PagedKVCache` (blocks of `block_size`). Stats: "rounds", "proposed",
+    "accepted", "target_calls", "draft_calls".
 
     Shapes: idx (1, L) -> (1, L + max_new_tokens), stats.
 
@@ -75,17 +98,19 @@ def speculative_generate(
         raise ValueError(f"Expected `k` to be a positive int but got {k!r}")
     if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    if cache_type is not KVCache and cache_type is not PagedKVCache:
+        raise ValueError(f"Expected `cache_type` to be KVCache or PagedKVCache but got {cache_type!r}")
     L = idx.shape[1]
     total = L + max_new_tokens + k + 1  # a round may overshoot by k before trimming
-    t_cache = _new_cache(target, total, block_size)
+    t_cache = _new_cache(target, total, cache_type, block_size)
     # an n-gram draft reads only its last n - 1 tokens: no cache to keep
-    d_cache = None if isinstance(draft, NGramDraft) else _new_cache(draft, total, block_size)
+    d_cache = None if isinstance(draft, NGramDraft) else _new_cache(draft, total, cache_type, block_size)
     tokens = idx[0].tolist()
     stats = {"rounds": 0, "proposed": 0, "accepted": 0, "target_calls": 0, "draft_calls": 0}
     with torch.inference_mode():
         # Prefill the target with all but the last prompt token: each round feeds it the newest token.
         if L > 1:
-            target(idx[:, :-1], t_cache.batch([0], L - 1))
+            _call(target, idx[:, :-1], t_cache)
             stats["target_calls"] += 1
         while len(tokens) < L + max_new_tokens:
             k_round = min(k, L + max_new_tokens - len(tokens) - 1)  # no proposal past the end
@@ -94,14 +119,13 @@ def speculative_generate(
                 if d_cache is None:
                     proposal.append(draft.next_token(tokens + proposal))
                 else:
-                    fed = d_cache.lengths[0]
-                    context = torch.tensor([(tokens + proposal)[fed:]])  # (1, new for the draft)
-                    logits = draft(context, d_cache.batch([0], context.shape[1]), last_only=True)  # (1, 1, V)
+                    context = torch.tensor([(tokens + proposal)[_held(d_cache):]])  # (1, new for the draft)
+                    logits = _call(draft, context, d_cache, last_only=True)  # (1, 1, V)
                     proposal.append(int(logits[0, -1].argmax()))
                 stats["draft_calls"] += 1
-            start = t_cache.lengths[0]  # = len(tokens) - 1: the newest token is not cached yet
+            start = _held(t_cache)  # = len(tokens) - 1: the newest token is not cached yet
             context = torch.tensor([tokens[start:] + proposal])  # (1, 1 + k_round)
-            logits = target(context, t_cache.batch([0], context.shape[1]))[0]  # (1 + k_round, V): one call
+            logits = _call(target, context, t_cache)[0]  # (1 + k_round, V): one call
             stats["target_calls"] += 1
             kept = verify_draft(torch.tensor(proposal, dtype=torch.long), logits).tolist()
             stats["rounds"] += 1
@@ -109,9 +133,9 @@ def speculative_generate(
             stats["accepted"] += len(kept) - 1
             tokens += kept
             # Rejected proposals' keys and values are wrong context now: keep what precedes the newest token.
-            t_cache.truncate(0, len(tokens) - 1)
+            _truncate(t_cache, len(tokens) - 1)
             if d_cache is not None:
-                d_cache.truncate(0, min(d_cache.lengths[0], len(tokens) - 1))
+                _truncate(d_cache, min(_held(d_cache), len(tokens) - 1))
     return torch.tensor([tokens[:L + max_new_tokens]]), stats
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attnkit import GPT, GPTConfig, generate
+from attnkit import GPT, GPTConfig, KVCache, PagedKVCache, generate
 from attnkit.speculative import speculative_generate, verify_draft
 
 
@@ -38,20 +38,22 @@ def pair():
     return target, draft
 
 
-@pytest.mark.parametrize("k", [1, 2, 4, 7])
+@pytest.mark.parametrize("cache_type", [KVCache, PagedKVCache])
+@pytest.mark.parametrize("k", range(1, 8))
 @pytest.mark.parametrize("prompt_len", [1, 6])
-def test_speculative_tokens_equal_the_targets_greedy_tokens(pair, k, prompt_len):
+def test_speculative_tokens_equal_the_targets_greedy_tokens(pair, k, prompt_len, cache_type):
     target, draft = pair
     idx = torch.randint(0, 30, (1, prompt_len), generator=torch.Generator().manual_seed(k))
-    tokens, stats = speculative_generate(target, draft, idx, 25, k=k, block_size=4)
+    tokens, stats = speculative_generate(target, draft, idx, 25, k=k, cache_type=cache_type, block_size=4)
     assert torch.equal(tokens, generate(target, idx, 25))
     assert stats["accepted"] <= stats["proposed"] and stats["target_calls"] <= 25 + 1
 
 
-def test_a_perfect_draft_needs_one_target_call_per_k_plus_one_tokens(pair):
+@pytest.mark.parametrize("cache_type", [KVCache, PagedKVCache])
+def test_a_perfect_draft_needs_one_target_call_per_k_plus_one_tokens(pair, cache_type):
     target, _ = pair
     idx = torch.randint(0, 30, (1, 4), generator=torch.Generator().manual_seed(0))
-    tokens, stats = speculative_generate(target, target, idx, 20, k=4)
+    tokens, stats = speculative_generate(target, target, idx, 20, k=4, cache_type=cache_type)
     assert torch.equal(tokens, generate(target, idx, 20))
     assert stats["accepted"] == stats["proposed"] and stats["rounds"] == 4  # 4 rounds x 5 tokens
 
@@ -89,14 +91,21 @@ def test_ngram_draft_proposes_the_most_frequent_next_token_and_backs_off():
         NGramDraft(ids.float(), 6)
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_an_ngram_draft_keeps_the_targets_greedy_tokens(pair, k):
+@pytest.mark.parametrize("cache_type", [KVCache, PagedKVCache])
+@pytest.mark.parametrize("k", range(1, 8))
+def test_an_ngram_draft_keeps_the_targets_greedy_tokens(pair, k, cache_type):
     from attnkit.speculative import NGramDraft
 
     target, _ = pair
     idx = torch.randint(0, 30, (1, 5), generator=torch.Generator().manual_seed(k))
     text = generate(target, idx, 60)[0]  # the target's own text: a draft that has read it agrees often
     draft = NGramDraft(text, 30, n=3)
-    tokens, stats = speculative_generate(target, draft, idx, 40, k=k)
+    tokens, stats = speculative_generate(target, draft, idx, 40, k=k, cache_type=cache_type)
     assert torch.equal(tokens, generate(target, idx, 40))
     assert stats["accepted"] > 0 and stats["draft_calls"] == stats["proposed"]
+
+
+def test_speculative_generate_refuses_another_cache_type(pair):
+    target, draft = pair
+    with pytest.raises(ValueError, match="`cache_type`"):
+        speculative_generate(target, draft, torch.tensor([[1, 2]]), 5, cache_type="paged")

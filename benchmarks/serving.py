@@ -11,8 +11,9 @@ Prints three tables:
   3. speculative decoding with chapter 6's character GPT as the target and two drafts: its first two blocks
      (`truncated_draft`) and a trigram table of its training text (`NGramDraft`, a lookup): each draft's
      cost ratio c, then 5 prompts x k in 1..4, identical tokens to the target's greedy decoding asserted
-     in every run, acceptance rate, target calls per token, tokens/s against the target alone with the
-     same paged cache and with `generate`'s contiguous cache.
+     in every run, acceptance rate, target calls per token, and the tokens/s of speculative decoding on
+     each cache side by side: on the paged cache against the target alone on it and against `generate`,
+     on chapter 5's contiguous `KVCache` (the default) against `generate`, which decodes on that cache.
 
 Models: (1) and (2) a GPT with random weights, 2 layers, 4 heads, width 64 / 4 layers, 4 heads, width
 128, block_size 1024; (3) chapters/data/char_gpt.pt. 2 threads. Run: python benchmarks/serving.py
@@ -106,42 +107,64 @@ def speculative(repeats: int) -> None:
     prompts = [vocab.encode(text[s:s + 16])[None] for s in starts]  # (1, 16) each
     n = 40
     total = n * len(prompts)
-    t_target = sum(best_of(lambda p=p: generate_paged(target, p, n), repeats) for p in prompts)
-    t_contig = sum(best_of(lambda p=p: generate(target, p, n), repeats) for p in prompts)
+    runs = {"target paged": lambda p: generate_paged(target, p, n), "generate": lambda p: generate(target, p, n)}
+    for name, draft in drafts:
+        runs[name, "draft paged"] = lambda p, d=draft: _draft_alone(d, p, n, paged=True)
+        runs[name, "draft contiguous"] = lambda p, d=draft: _draft_alone(d, p, n, paged=False)
+        for k in (1, 2, 3, 4):
+            for c in (PagedKVCache, KVCache):
+                runs[name, k, c] = lambda p, d=draft, k=k, c=c: speculative_generate(target, d, p, n, k=k, cache_type=c)
+    t = interleaved_best_of(runs, prompts, repeats)  # seconds for the 5 prompts, each variant's best run
+    t_target, t_contig = t["target paged"], t["generate"]
     print("\n3. Speculative decoding: target = chapter 6's character GPT (4 blocks); drafts = its first 2 blocks "
           f"(truncated_draft) and a trigram table of its training text (NGramDraft); 5 prompts of 16 characters, "
           f"{n} new each")
     print(f"   target alone, paged cache: {total / t_target:7.0f} tokens/s; with generate's contiguous cache: "
           f"{total / t_contig:7.0f} tokens/s")
-    for name, draft in drafts:
-        t_draft = sum(best_of(lambda p=p, d=draft: _draft_alone(d, p, n), repeats) for p in prompts)
-        print(f"   draft {name}: {total / t_draft:8.0f} tokens/s alone, cost ratio c = {t_draft / t_target:.3f} "
-              "of a target call")
-    print(f"   {'draft':15s} {'k':>3s} {'identical':>10s} {'acceptance':>11s} {'target calls/token':>19s} "
-          f"{'tokens/s':>9s} {'vs paged':>9s} {'vs generate':>12s}")
+    for name, _ in drafts:
+        print(f"   draft {name}: cost ratio c = {t[name, 'draft paged'] / t_target:.3f} of a target call (paged), "
+              f"{t[name, 'draft contiguous'] / t_contig:.3f} (contiguous)")
+    print(f"   {'':32s} {'------ paged cache ------':>30s}  {'contiguous KVCache':>22s}")
+    print(f"   {'draft':15s} {'k':>2s} {'accept':>6s} {'calls/tok':>9s} {'tokens/s':>9s} {'vs target':>10s} "
+          f"{'vs generate':>11s}  {'tokens/s':>9s} {'vs generate':>12s}  identical")
     for name, draft in drafts:
         for k in (1, 2, 3, 4):
             identical, accepted, proposed, calls = True, 0, 0, 0
             for p in prompts:
-                tokens, stats = speculative_generate(target, draft, p, n, k=k)
-                identical &= torch.equal(tokens, generate(target, p, n))
+                want = generate(target, p, n)
+                for cache_type in (PagedKVCache, KVCache):
+                    tokens, stats = speculative_generate(target, draft, p, n, k=k, cache_type=cache_type)
+                    identical &= torch.equal(tokens, want)
                 accepted, proposed, calls = (accepted + stats["accepted"], proposed + stats["proposed"],
                                              calls + stats["target_calls"])
-            t_spec = sum(best_of(lambda p=p, k=k, d=draft: speculative_generate(target, d, p, n, k=k), repeats)
-                         for p in prompts)
-            print(f"   {name:15s} {k:3d} {identical!s:>10s} {accepted / proposed:11.2f} {calls / total:19.2f} "
-                  f"{total / t_spec:9.0f} {t_target / t_spec:8.2f}x {t_contig / t_spec:11.2f}x")
+            t_paged, t_cont = t[name, k, PagedKVCache], t[name, k, KVCache]
+            print(f"   {name:15s} {k:2d} {accepted / proposed:6.2f} {calls / total:9.2f} {total / t_paged:9.0f} "
+                  f"{t_target / t_paged:9.2f}x {t_contig / t_paged:10.2f}x  {total / t_cont:9.0f} "
+                  f"{t_contig / t_cont:11.2f}x  {identical}")
             assert identical
 
 
-def _draft_alone(draft: torch.nn.Module, prompt: torch.Tensor, n: int) -> None:
+def interleaved_best_of(runs: dict, prompts: list[torch.Tensor], repeats: int) -> dict:
+    """Each run's best time over `repeats` rounds, every round timing all runs in turn (so a burst of load
+    on a shared machine hits every variant alike instead of one); a run's time covers all the prompts."""
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for key, fn in runs.items():
+            start = time.perf_counter()
+            for p in prompts:
+                fn(p)
+            best[key] = min(best[key], time.perf_counter() - start)
+    return best
+
+
+def _draft_alone(draft: torch.nn.Module, prompt: torch.Tensor, n: int, *, paged: bool) -> None:
     """Decode n tokens greedily with the draft alone (its cost per token, as speculative decoding calls it)."""
     if isinstance(draft, NGramDraft):
         tokens = prompt[0].tolist()
         for _ in range(n):
             tokens.append(draft.next_token(tokens))
     else:
-        generate_paged(draft, prompt, n)
+        (generate_paged if paged else generate)(draft, prompt, n)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from torch import nn
 from attnkit._validate import expect_tensor, shape_str
 from attnkit.gpt import GPT, MLP, Block, CausalSelfAttention
 from attnkit.kv_cache import KVCache
+from attnkit.masks import causal_mask
 
 __all__ = ["generate"]
 
@@ -42,14 +43,14 @@ def _runs_as_built(model: nn.Module) -> bool:
 
 
 class _Decoder:
-    """`model(idx, cache, last_only=True)` for one new token, as plain function calls on its weights.
+    """`model(idx, cache, last_only=True)` for one new token (or `logits`: L), as plain calls on its weights.
 
     The same operations in the same order as the modules' forward passes (tests/test_gpt.py checks equal
     logits), but the weights are looked up once per `generate` call instead of ~40 nn.Module calls and
     ~150 attribute lookups per token: a step takes ~20% less time on the benchmark's model
     (benchmarks/kv_cache.py). Only for a model that `_runs_as_built`.
 
-    Shapes: idx (B, 1) -> logits (B, V).
+    Shapes: idx (B, 1) -> logits (B, V); logits: idx (B, L) -> (B, L, V).
     """
 
     def __init__(self, model: GPT) -> None:
@@ -68,18 +69,29 @@ class _Decoder:
         self.ln_f = ln(tr.ln_f)
 
     def __call__(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        B, H, E = idx.shape[0], self.n_head, self.n_embd
-        x = F.embedding(idx, self.wte) + self.wpe[cache.n_seen]  # (B, 1, E) + (E,) -> (B, 1, E)
+        return self.logits(idx, cache)[:, -1, :]  # (B, V)
+
+    def logits(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """`model(idx, cache)` for L new tokens after the cached ones (speculative decoding verifies k + 1).
+
+        Shapes: idx (B, L) -> logits (B, L, V).
+        """
+        B, L, H, E = idx.shape[0], idx.shape[1], self.n_head, self.n_embd
+        start = cache.n_seen
+        x = F.embedding(idx, self.wte) + self.wpe[start:start + L]  # (B, L, E) + (L, E) -> (B, L, E)
+        mask = None  # one query sees every key; L queries: the last L of S, bottom-right aligned
         for layer, (ln_1, c_attn, attn_proj, ln_2, c_fc, mlp_proj) in enumerate(self.layers):
             h = F.layer_norm(x, *ln_1)  # Block: ln_1
-            qkv = F.linear(h, *c_attn).view(B, 1, 3, H, E // H)  # (B, 1, 3E) -> (B, 1, 3, H, D)
-            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, 1, D)
+            qkv = F.linear(h, *c_attn).view(B, L, 3, H, E // H)  # (B, L, 3E) -> (B, L, 3, H, D)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, L, D)
             k, v = cache.update(layer, k, v)  # (B, H, S, D)
-            y = F.scaled_dot_product_attention(q, k, v)  # (B, H, 1, D): one query sees every key
-            x = x + F.linear(y.transpose(1, 2).reshape(B, 1, E), *attn_proj)  # (B, 1, E)
-            h = F.gelu(F.linear(F.layer_norm(x, *ln_2), *c_fc), approximate="tanh")  # MLP: (B, 1, 4E)
-            x = x + F.linear(h, *mlp_proj)  # (B, 1, E)
-        return F.linear(F.layer_norm(x, *self.ln_f), self.lm_head)[:, -1, :]  # (B, 1, V) -> (B, V)
+            if L > 1 and mask is None:
+                mask = causal_mask(L, k.shape[2], device=x.device)  # (L, S), the same in every layer
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, H, L, D)
+            x = x + F.linear(y.transpose(1, 2).reshape(B, L, E), *attn_proj)  # (B, L, E)
+            h = F.gelu(F.linear(F.layer_norm(x, *ln_2), *c_fc), approximate="tanh")  # MLP: (B, L, 4E)
+            x = x + F.linear(h, *mlp_proj)  # (B, L, E)
+        return F.linear(F.layer_norm(x, *self.ln_f), self.lm_head)  # (B, L, V)
 
 
 def _next_token(logits: torch.Tensor, do_sample: bool, temperature: float, top_k: int | None,

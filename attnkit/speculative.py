@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from attnkit._validate import expect_tensor, shape_str
+from attnkit.decoding import _Decoder, _runs_as_built
 from attnkit.kv_cache import KVCache
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
@@ -62,10 +63,22 @@ def _held(cache: KVCache | PagedKVCache) -> int:
     return cache.seq_len if isinstance(cache, KVCache) else cache.lengths[0]
 
 
-def _call(model: torch.nn.Module, context: torch.Tensor, cache: KVCache | PagedKVCache, **kw: bool) -> torch.Tensor:
-    """The model on `context` (1, L_new) after what `cache` holds; the cache then holds it too."""
-    view = cache if isinstance(cache, KVCache) else cache.batch([0], context.shape[1])
-    return model(context, view, **kw)
+def _call(model: torch.nn.Module, context: torch.Tensor, cache: KVCache | PagedKVCache,
+          decoder: _Decoder | None) -> torch.Tensor:
+    """The model's logits (1, L_new, V) on `context` (1, L_new) after what `cache` holds, which then holds it too.
+
+    On a non-empty contiguous cache through `generate`'s `_Decoder` (the same logits without the module
+    calls), so that speculative decoding and `generate` pay the same per call.
+    """
+    if isinstance(cache, KVCache):
+        if decoder is not None and cache.seq_len > 0:
+            return decoder.logits(context, cache)
+        return model(context, cache)
+    return model(context, cache.batch([0], context.shape[1]))
+
+
+def _decoder(model: torch.nn.Module, cache: KVCache | PagedKVCache | None) -> _Decoder | None:
+    return _Decoder(model) if isinstance(cache, KVCache) and _runs_as_built(model) else None
 
 
 def _truncate(cache: KVCache | PagedKVCache, n: int) -> None:
@@ -84,7 +97,8 @@ def speculative_generate(
     Each round the draft proposes k tokens (one cached call each), the target scores the newest token
     and the k proposals in one call, `verify_draft` keeps n + 1 of them, and both caches forget the
     positions of rejected tokens (`truncate`). `cache_type` is chapter 5's contiguous `KVCache` (as
-    `generate` uses) or the `PagedKVCache` (blocks of `block_size`). Stats: "rounds", "proposed",
+    `generate` uses, and through the same module-free steps) or the `PagedKVCache` (blocks of
+    `block_size`). Stats: "rounds", "proposed",
     "accepted", "target_calls", "draft_calls".
 
     Shapes: idx (1, L) -> (1, L + max_new_tokens), stats.
@@ -105,12 +119,13 @@ def speculative_generate(
     t_cache = _new_cache(target, total, cache_type, block_size)
     # an n-gram draft reads only its last n - 1 tokens: no cache to keep
     d_cache = None if isinstance(draft, NGramDraft) else _new_cache(draft, total, cache_type, block_size)
+    t_fast, d_fast = _decoder(target, t_cache), _decoder(draft, d_cache)
     tokens = idx[0].tolist()
     stats = {"rounds": 0, "proposed": 0, "accepted": 0, "target_calls": 0, "draft_calls": 0}
     with torch.inference_mode():
         # Prefill the target with all but the last prompt token: each round feeds it the newest token.
         if L > 1:
-            _call(target, idx[:, :-1], t_cache)
+            _call(target, idx[:, :-1], t_cache, None)
             stats["target_calls"] += 1
         while len(tokens) < L + max_new_tokens:
             k_round = min(k, L + max_new_tokens - len(tokens) - 1)  # no proposal past the end
@@ -120,12 +135,12 @@ def speculative_generate(
                     proposal.append(draft.next_token(tokens + proposal))
                 else:
                     context = torch.tensor([(tokens + proposal)[_held(d_cache):]])  # (1, new for the draft)
-                    logits = _call(draft, context, d_cache, last_only=True)  # (1, 1, V)
+                    logits = _call(draft, context, d_cache, d_fast)  # (1, new, V)
                     proposal.append(int(logits[0, -1].argmax()))
                 stats["draft_calls"] += 1
             start = _held(t_cache)  # = len(tokens) - 1: the newest token is not cached yet
             context = torch.tensor([tokens[start:] + proposal])  # (1, 1 + k_round)
-            logits = _call(target, context, t_cache)[0]  # (1 + k_round, V): one call
+            logits = _call(target, context, t_cache, t_fast)[0]  # (1 + k_round, V): one call
             stats["target_calls"] += 1
             kept = verify_draft(torch.tensor(proposal, dtype=torch.long), logits).tolist()
             stats["rounds"] += 1

@@ -123,6 +123,19 @@ def test_decoder_gives_the_modules_logits_exactly(ours, idx):
         assert torch.equal(direct.values[layer], through_modules.values[layer])
 
 
+def test_decoder_logits_of_several_new_tokens_are_the_modules_exactly(ours, idx):
+    tokens = generate(ours, idx, 12, use_cache=False)  # (B, 21): fed in chunks of 1..4 after a prefill of 9
+    decoder = _Decoder(ours)
+    with torch.inference_mode():
+        through_modules, direct = KVCache(2, 2, 4, 21, 8), KVCache(2, 2, 4, 21, 8)
+        ours(tokens[:, :9], through_modules), ours(tokens[:, :9], direct)
+        for start, stop in ((9, 12), (12, 13), (13, 17), (17, 19), (19, 21)):
+            expected = ours(tokens[:, start:stop], through_modules)  # (B, L, V)
+            got = decoder.logits(tokens[:, start:stop], direct)
+            assert torch.equal(got, expected), f"chunk {start}:{stop}: max |diff| {(got - expected).abs().max():.3g}"
+    assert direct.n_seen == through_modules.n_seen == 21
+
+
 def test_generate_calls_a_hook_at_every_step(ours, idx):
     model = copy.deepcopy(ours)
     calls = []

@@ -17,7 +17,7 @@ Prints three tables:
 
 Models: (1) and (2) a GPT with random weights, 2 layers, 4 heads, width 64 / 4 layers, 4 heads, width
 128, block_size 1024; (3) chapters/data/char_gpt.pt. 2 threads. Run: python benchmarks/serving.py
-(about a minute on 2 CPU cores).
+(15 s on 2 idle CPU cores; a few minutes with --repeats 10 on a loaded machine).
 """
 
 from __future__ import annotations

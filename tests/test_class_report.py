@@ -22,7 +22,8 @@ from attnkit.grading.class_report import REPORT_FILES, build, read_grades
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_grading import replace_exercise, save, solution, stubbed  # noqa: E402
-from test_misconceptions import EXERCISES, C, compile_wrong  # noqa: E402
+from test_misconceptions import EXERCISES, C  # noqa: E402
+from test_misconceptions import grade as grade_wrong  # noqa: E402
 
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -209,7 +210,7 @@ def test_a_message_with_a_hint_names_it_and_one_without_names_nothing():
     named = 0
     for ex_id, name, source, _ in C:
         ex = EXERCISES[ex_id]
-        report = run_exercise(ex, compile_wrong(ex_id, source))
+        report = grade_wrong(ex_id, source)  # the catalogue's reports, graded once per session
         text, hint_id = report.render(), report.misconception
         has_hint = "Hint: " in text or any(s in text for s in ("changed its input", "should return",
                                                                 "keep the parameter names"))

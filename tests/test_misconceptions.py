@@ -8,6 +8,7 @@ must contain). The source defines the exercise's function; `torch`, `math`, `F` 
 
 from __future__ import annotations
 
+import functools
 import linecache
 import math
 import textwrap
@@ -2162,7 +2163,9 @@ def compile_wrong(ex_id: str, source: str):
     return namespace[EXERCISES[ex_id].function]
 
 
+@functools.cache
 def grade(ex_id: str, source: str):
+    """The learner's report, graded once per test session: three tests (here and in test_class_report.py) read it."""
     return run_exercise(EXERCISES[ex_id], compile_wrong(ex_id, source))
 
 

@@ -1138,7 +1138,8 @@ def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
             ax_s.axhline(before, color="grey", ls="--", label=f"max before {before:.2f}")
         ax_s.axhline(float(step["max_after"]), color="tab:red", label=f"max after {float(step['max_after']):.2f}")
         ax_s.legend(loc="upper left", fontsize=7)
-        ax_s.set(title=f"scores: tile {tile.value} of {data['n_tiles']} (orange)", xlabel="key", ylabel="score")
+        ax_s.set(title=f"scores: tile {tile.value} of {data['n_tiles']} (orange)", xlabel="key", ylabel="score",
+                 xticks=list(range(0, S, 2)))  # keys are whole numbers
         xs = range(1, len(steps) + 1)
         rescaled = [float(s["sum_rescaled"]) for s in steps]
         shares = [float(s["tile_sum"]) for s in steps]
@@ -1152,7 +1153,8 @@ def online_softmax_explorer(*, S: int = 16, seed: int = 0) -> ipywidgets.VBox:
         ax_w.bar(range(S), data["weights"].tolist(), color=colors)
         ax_w.plot(range(S), data["softmax"].tolist(), "k.", label="final softmax")
         highest = max(float(data["softmax"].max()), max(float(s["weights"].max()) for s in every))
-        ax_w.set(title="weights so far: exp(s - m) / l", xlabel="key", ylabel="weight", ylim=(0, 1.3 * highest))
+        ax_w.set(title="weights so far: exp(s - m) / l", xlabel="key", ylabel="weight", ylim=(0, 1.3 * highest),
+                 xticks=list(range(0, S, 2)))
         ax_w.legend(loc="upper left", fontsize=7)
         return fig, (f"tile {tile.value}/{data['n_tiles']} (block size {block.value}): max "
                      f"{float(step['max_before']):.2f} -> {float(step['max_after']):.2f}; sum "

@@ -208,7 +208,8 @@ def _guarded(exercise_id: str, shortcuts: tuple[str, ...], *, scores_of=None):
         full = B * L * S * 4  # bytes of the (B, L, S) float32 scores
         if S >= 1024 and peak >= full:
             raise FullScoresError(f"your function had {peak:,} bytes of tensors alive at once, as much as the "
-                                  f"whole (B, L, S) scores ({full:,} bytes): it did not work tile by tile")
+                                  f"whole (B, L, S) scores ({full:,} bytes): it did not work tile by tile (a copy "
+                                  "or dtype conversion of the whole input counts too: copy one block at a time)")
         return out
 
     return call
@@ -239,9 +240,10 @@ def _tiled_cases(gen: torch.Generator) -> list[Case]:
         Case("a random mask (2, 5, 12) where query 2 of sequence 0 may attend to no key, block_size 5",
              {"query": randn(gen, B, L, D), "key": randn(gen, B, S, D), "value": randn(gen, B, S, Dv),
               "attn_mask": rows, "block_size": 5}),
-        Case("2048 keys in tiles of 128, no key masked (the (1, 8, 2048) scores must never exist whole)",
-             {"query": randn(gen, 1, 8, D), "key": randn(gen, 1, 2048, D), "value": randn(gen, 1, 2048, Dv),
-              "attn_mask": torch.ones(8, 2048, dtype=torch.bool), "block_size": 128}),
+        # 64 queries: the whole scores (512 KB) outweigh any copy of the inputs (a float64 key is 96 KB)
+        Case("2048 keys in tiles of 128, no key masked (the (1, 64, 2048) scores must never exist whole)",
+             {"query": randn(gen, 1, 64, D), "key": randn(gen, 1, 2048, D), "value": randn(gen, 1, 2048, Dv),
+              "attn_mask": torch.ones(64, 2048, dtype=torch.bool), "block_size": 128}),
     ]
 
 

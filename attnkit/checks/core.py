@@ -27,6 +27,7 @@ __all__ = ["Case", "Misconception", "Exercise", "CaseResult", "ExerciseReport", 
            "run_exercise", "case_seed", "randn", "exception_hint", "value_hint"]
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 # Statuses, shared with the grader (which adds "timeout", "crashed", "missing", "invalid").
 PASSED, FAILED, ERROR, NOT_IMPLEMENTED = "passed", "failed", "error", "not_implemented"
@@ -293,12 +294,12 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 def _describe_exception(err: BaseException) -> tuple[str, str]:
-    """The exception and the student's own line that raised it (frames inside attnkit are skipped).
+    """The exception and the student's own line that raised it (frames inside attnkit and torch are skipped).
 
     Returns the message and that line's source ("" when unknown), which `exception_hint` reads.
     """
-    frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
+    frames = [f for f in traceback.extract_tb(err.__traceback__)  # torch's own Python frames too: the line
+              if not os.path.abspath(f.filename).startswith((_PACKAGE_DIR, _TORCH_DIR))]  # to fix is the student's
     where, line = "", ""
     if frames:
         f = frames[-1]
@@ -836,7 +837,8 @@ def _named_value_hint(exercise: Exercise, case: Case, expected: Sequence[torch.T
         g, w = got.double().flatten(), want.double().flatten()
         if float((w * w).sum()) > 1e-12:
             c = float((g * w).sum() / (w * w).sum())
-            if abs(c - 1) > 1e-3 and abs(c) > 1e-6 and torch.allclose(g, c * w, atol=1e-5, rtol=1e-4):
+            if (math.isfinite(c) and abs(c - 1) > 1e-3 and abs(c) > 1e-6 and bool(torch.isfinite(g).all())
+                    and torch.allclose(g, c * w, atol=1e-5, rtol=1e-4)):  # -inf everywhere is no scale mistake
                 return "generic/scaled-values", (
                     f"Your `{name}` are the expected values multiplied by {c:.4g}{_name_factor(c, sizes)}: "
                     "a scale factor is off (the scale is 1/sqrt(d_k), d_k = the query/key width). "

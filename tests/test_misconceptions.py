@@ -2148,6 +2148,22 @@ def verify_draft(draft_tokens, target_logits):
     while n < len(draft_tokens) and choice[n + 1] == draft_tokens[n]:
         n += 1
     return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['alignment']),
+    ('8.3', 'bonus from the row of the last draft token', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    k = len(draft_tokens)
+    n = 0
+    while n < k and choice[n] == draft_tokens[n]:
+        n += 1
+    if n == k:
+        return torch.cat([draft_tokens, choice[k - 1:k]])
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['row k']),
+    ('8.3', 'argmin finds the first mismatch', '''
+def verify_draft(draft_tokens, target_logits):
+    choice = target_logits.argmax(dim=-1)
+    agree = choice[:len(draft_tokens)] == draft_tokens
+    n = int(agree.int().argmin())
+    return torch.cat([draft_tokens[:n], choice[n:n + 1]])''', ['no False']),
 ]
 
 IDS = [f"{ex}: {name}" for ex, name, _, _ in C]

@@ -194,7 +194,8 @@ def _describe_scenario(inputs: dict) -> str:
 
 
 def _verify(draft_tokens, target_logits, *, stop=True, bonus=True, shift=False, draft_at_mismatch=False,
-            append=True, count_all=False, mask=None, shift_fix_at=None):
+            append=True, count_all=False, mask=None, shift_fix_at=None, bonus_row_k_minus_1=False,
+            argmin_no_sentinel=False):
     choice = target_logits.argmax(dim=-1)  # (k + 1,)
     k = draft_tokens.shape[0]
     verifier = choice[1:] if shift else choice[:k]  # which logits verify which draft token
@@ -206,6 +207,10 @@ def _verify(draft_tokens, target_logits, *, stop=True, bonus=True, shift=False, 
         return torch.cat([draft_tokens[agree], choice[k if mask == "last" else first].view(1)])
     # count_all: n = (choice[:k] == draft).sum() counts agreements after the first mismatch too
     n = int(agree.long().sum()) if count_all else int(agree.long().cumprod(dim=0).sum())
+    if argmin_no_sentinel:  # n = first False of agree; with no False at all, argmin says 0, not k
+        n = int(agree.long().argmin())
+    if bonus_row_k_minus_1 and n == k:  # the bonus read from the row that verified the last draft token
+        return torch.cat([draft_tokens, choice[k - 1:k]])
     if shift_fix_at == "n":  # compares with target_logits[i + 1] but corrects with target_logits[n]
         return torch.cat([draft_tokens[:n], choice[n:n + 1]])
     if not append:
@@ -402,6 +407,15 @@ EXERCISES = [
                           "You returned only the accepted draft tokens: every round also gains the target's token "
                           "at position n (its correction, or the bonus token), n + 1 tokens in all.",
                           name="no-target-token"),
+            Misconception(lambda **kw: _verify(**kw, bonus_row_k_minus_1=True),
+                          "When all k draft tokens are accepted, the bonus token is the target's choice AFTER the "
+                          "last of them: row k of target_logits (the last row), not row k - 1, which only "
+                          "verified draft token k - 1.", name="bonus-from-row-k-minus-1"),
+            Misconception(lambda **kw: _verify(**kw, argmin_no_sentinel=True),
+                          "You found the first disagreement with argmin (or argmax of ~agree): when every draft "
+                          "token agrees there is no False to find and it returns 0, not k. Append a False first "
+                          "(torch.cat([agree, agree.new_zeros(1)])) or count the agreeing prefix with cumprod.",
+                          name="argmin-without-sentinel"),
         ),
     ),
 ]

@@ -74,6 +74,14 @@ def expect_mask_dtype(name: str, mask: torch.Tensor) -> None:
         )
 
 
+def expect_positive_int(name: str, n: object, *, allow_zero: bool = False) -> int:
+    """A count or a size: an int (not a bool) >= 1, or >= 0 with allow_zero; returned for chaining."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < (0 if allow_zero else 1):
+        kind = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"Expected `{name}` to be a {kind} int but got {n!r}")
+    return n
+
+
 def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
     """torch.broadcast_shapes in plain Python (the same result and the same RuntimeError).
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attnkit._validate import expect_tensor, shape_str
+from attnkit._validate import expect_positive_int, expect_tensor, shape_str
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
 __all__ = ["left_pad", "packed_causal_mask", "generate_paged", "generate_shared_prefix", "Request", "ServeStep",
@@ -222,8 +222,7 @@ def serve_continuous(
 
     See chapters/08_serving.ipynb.
     """
-    if not isinstance(max_batch, int) or max_batch <= 0:
-        raise ValueError(f"Expected `max_batch` to be a positive int but got {max_batch!r}")
+    expect_positive_int("max_batch", max_batch)
     for i, r in enumerate(requests):
         if not isinstance(r, Request) or r.max_new_tokens < 1:
             raise ValueError(f"Expected `requests[{i}]` to be a Request with max_new_tokens >= 1 but got {r!r}")

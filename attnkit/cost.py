@@ -20,6 +20,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from attnkit._validate import expect_positive_int
+
 __all__ = ["peak_tensor_bytes", "best_time"]
 
 
@@ -98,8 +100,7 @@ def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 3, **kwargs: An
     """
     if not callable(fn):
         raise TypeError(f"Expected `fn` to be callable but got {type(fn).__name__}")
-    if not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"Expected `repeats` to be a positive int but got {repeats!r}")
+    expect_positive_int("repeats", repeats)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

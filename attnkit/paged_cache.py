@@ -20,20 +20,13 @@ from collections.abc import Sequence
 
 import torch
 
-from attnkit._validate import expect_ndim, expect_tensor, shape_str
+from attnkit._validate import expect_ndim, expect_positive_int, expect_tensor, shape_str
 
 __all__ = ["OutOfBlocksError", "blocks_needed", "BlockAllocator", "gather_paged_kv", "PagedKVCache", "PagedBatch"]
 
 
 class OutOfBlocksError(RuntimeError):
     """The pool has fewer free blocks than a request needs; nothing was allocated."""
-
-
-def _positive_int(name: str, n: object, *, allow_zero: bool = False) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < (0 if allow_zero else 1):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"Expected `{name}` to be a {kind} int but got {n!r}")
-    return n
 
 
 def blocks_needed(n_tokens: int, block_size: int) -> int:
@@ -43,8 +36,8 @@ def blocks_needed(n_tokens: int, block_size: int) -> int:
 
     See chapters/08_serving.ipynb.
     """
-    _positive_int("n_tokens", n_tokens, allow_zero=True)
-    _positive_int("block_size", block_size)
+    expect_positive_int("n_tokens", n_tokens, allow_zero=True)
+    expect_positive_int("block_size", block_size)
     return -(-n_tokens // block_size)
 
 
@@ -60,7 +53,7 @@ class BlockAllocator:
     """
 
     def __init__(self, num_blocks: int) -> None:
-        self.num_blocks = _positive_int("num_blocks", num_blocks)
+        self.num_blocks = expect_positive_int("num_blocks", num_blocks)
         self.ref_counts = [0] * num_blocks
         self._free = list(range(num_blocks - 1, -1, -1))  # a stack: pop() gives the lowest id first
 
@@ -71,7 +64,7 @@ class BlockAllocator:
 
     def allocate(self, n: int) -> list[int]:
         """Take `n` free blocks (reference count 1 each), or raise OutOfBlocksError and take none."""
-        _positive_int("n", n, allow_zero=True)
+        expect_positive_int("n", n, allow_zero=True)
         if n > len(self._free):
             raise OutOfBlocksError(f"Requested {n} blocks but only {len(self._free)} of {self.num_blocks} are free; "
                                    "nothing was allocated (free a finished sequence, or wait for one)")
@@ -123,7 +116,7 @@ def gather_paged_kv(
         raise ValueError(f"Expected `value_blocks` shape to be ({N}, {H}, {P}, Dv) like `key_blocks` "
                          f"but got {shape_str(value_blocks.shape)}")
     n = block_table.shape[0]
-    _positive_int("seq_len", seq_len, allow_zero=True)
+    expect_positive_int("seq_len", seq_len, allow_zero=True)
     if seq_len > n * P:
         raise ValueError(f"Expected `seq_len` <= {n} blocks x {P} positions = {n * P} but got {seq_len}")
     positions = torch.arange(seq_len, device=block_table.device)  # (S,)
@@ -164,7 +157,7 @@ class PagedKVCache:
     ) -> None:
         for name, n in (("n_layer", n_layer), ("n_head", n_head), ("head_dim", head_dim),
                         ("num_blocks", num_blocks), ("block_size", block_size)):
-            _positive_int(name, n)
+            expect_positive_int(name, n)
         self.n_layer, self.n_head, self.head_dim, self.block_size = n_layer, n_head, head_dim, block_size
         self.allocator = BlockAllocator(num_blocks)
         shape = (num_blocks, n_head, block_size, head_dim)  # (N, H, P, D)
@@ -222,7 +215,7 @@ class PagedKVCache:
         New blocks are allocated where the last one is full, and a shared last block that would be
         written into is copied first (copy-on-write). All or nothing: OutOfBlocksError changes nothing.
         """
-        _positive_int("n_new", n_new)
+        expect_positive_int("n_new", n_new)
         for s in seqs:
             self._expect_seq(s)
         P = self.block_size

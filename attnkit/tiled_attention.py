@@ -25,17 +25,12 @@ from attnkit._validate import (
     expect_broadcastable,
     expect_mask_dtype,
     expect_ndim,
+    expect_positive_int,
     expect_size,
     expect_tensor,
 )
 
 __all__ = ["online_softmax", "merge_partials", "flash_attention", "tile_steps"]
-
-
-def _expect_block(name: str, n: object) -> int:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"Expected `{name}` to be a positive int but got {n!r}")
-    return n
 
 
 def _safe(m: torch.Tensor) -> torch.Tensor:
@@ -57,7 +52,7 @@ def online_softmax(scores: torch.Tensor, block_size: int) -> tuple[torch.Tensor,
     """
     expect_tensor("scores", scores)
     expect_ndim("scores", scores, 1, "(..., S)")
-    _expect_block("block_size", block_size)
+    expect_positive_int("block_size", block_size)
     m = torch.full(scores.shape[:-1], float("-inf"), dtype=scores.dtype)  # (B...,): nothing seen yet
     l = torch.zeros(scores.shape[:-1], dtype=scores.dtype)  # (B...,)
     maxes, sums = [], []
@@ -135,8 +130,8 @@ def flash_attention(
         expect_ndim(name, x, 2, "(..., length, width)")
     expect_size("key", key, -1, query.shape[-1], "the query width D")
     expect_size("value", value, -2, key.shape[-2], "the key length S")
-    _expect_block("block_q", block_q)
-    _expect_block("block_k", block_k)
+    expect_positive_int("block_q", block_q)
+    expect_positive_int("block_k", block_k)
     L, S, Dv = query.shape[-2], key.shape[-2], value.shape[-1]
     batch = broadcast_shapes(query.shape[:-2], key.shape[:-2], value.shape[:-2])
     if attn_mask is not None:
@@ -196,7 +191,7 @@ def tile_steps(scores: torch.Tensor, block_size: int) -> list[dict[str, torch.Te
     expect_tensor("scores", scores)
     if scores.dim() != 1:
         raise ValueError(f"Expected `scores` shape to be (S,) but got {tuple(scores.shape)}")
-    _expect_block("block_size", block_size)
+    expect_positive_int("block_size", block_size)
     maxes, sums = online_softmax(scores, block_size)  # (n_blocks,), (n_blocks,)
     steps = []
     m, l = torch.tensor(float("-inf"), dtype=scores.dtype), torch.tensor(0.0, dtype=scores.dtype)

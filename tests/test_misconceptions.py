@@ -1904,6 +1904,39 @@ class BlockManager:
                 self.free_blocks.append(b)
         del self.lengths[seq]
 ''', ['BEFORE taking any']),
+    ('8.2', 'free forgets the table but not the length', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        length = self.lengths.get(seq, 0)
+        need = -(-(length + n_tokens) // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError(f"need {need} blocks, {len(self.free_blocks)} free")
+        for _ in range(need):
+            b = self.free_blocks.pop()
+            self.ref_counts[b] = 1
+            table.append(b)
+        self.lengths[seq] = length + n_tokens
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+''', ['del self.lengths[seq]']),
     ('8.3', 'accepts past the first mismatch', '''
 def verify_draft(draft_tokens, target_logits):
     choice = target_logits.argmax(dim=-1)

@@ -71,7 +71,7 @@ class _Manager:
     """The reference of 8.2, with switches for the mistakes."""
 
     floor = plus_one = per_call = no_return = ignore_refs = partial = stale_length = False
-    full_at_equal = no_ref_set = table_kept = no_decrement = False
+    full_at_equal = no_ref_set = table_kept = no_decrement = length_kept = False
 
     def __init__(self, num_blocks, block_size):
         self.block_size = block_size
@@ -118,7 +118,7 @@ class _Manager:
             self.ref_counts[b] -= 1
             if (self.ref_counts[b] == 0 or self.ignore_refs) and not self.no_return:
                 self.free_blocks.append(b)
-        if not self.table_kept:
+        if not (self.table_kept or self.length_kept):
             del self.lengths[seq]
 
 
@@ -160,13 +160,14 @@ def _call_manager(cls, inputs: dict):
 def _manager_cases(gen: torch.Generator) -> list[Case]:
     decode = [("allocate", 0, 5), ("allocate", 1, 3), ("allocate", 0, 1), ("allocate", 0, 1), ("allocate", 0, 1),
               ("allocate", 0, 1), ("allocate", 1, 1), ("allocate", 1, 1), ("free", 0), ("allocate", 2, 12),
-              ("free", 1), ("free", 2)]
+              ("allocate", 0, 2), ("free", 1), ("free", 2), ("free", 0)]  # op 10: a new request reuses id 0
     shared = [("allocate", 0, 8), ("fork", 0, 1), ("fork", 0, 2), ("allocate", 1, 3), ("allocate", 2, 5),
               ("free", 0), ("free", 1), ("allocate", 3, 12), ("free", 2), ("free", 3)]
     full = [("allocate", 0, 3), ("allocate", 1, 4), ("allocate", 0, 5), ("free", 1), ("allocate", 0, 5),
             ("allocate", 1, 2), ("free", 0), ("free", 1)]
     return [
-        Case("block_size=4, 8 blocks: prompts of 5 and 3 tokens, then one token at a time, then frees",
+        Case("block_size=4, 8 blocks: prompts of 5 and 3 tokens, then one token at a time, then frees; op 10 is "
+             "a new 2-token request under the freed id 0",
              {"num_blocks": 8, "block_size": 4, "n_seqs": 3, "ops": decode}),
         Case("block_size=4, 10 blocks: an 8-token prompt forked into two continuations, then frees",
              {"num_blocks": 10, "block_size": 4, "n_seqs": 4, "ops": shared}),
@@ -351,6 +352,10 @@ EXERCISES = [
                           "free returns the blocks but leaves the sequence's table (and length) in place: a freed "
                           "sequence still appears to hold its blocks. Remove it: self.tables.pop(seq), "
                           "del self.lengths[seq].", name="table-kept"),
+            Misconception(_manager(length_kept=True),
+                          "free removes the table but leaves self.lengths[seq]: when a new request reuses the id, "
+                          "allocate starts from the old length and asks for too many blocks. Forget the length "
+                          "too: del self.lengths[seq].", name="length-kept"),
             Misconception(_manager(ignore_refs=True),
                           "You freed a shared block that another sequence still references (a forked prompt): "
                           "decrement its reference count and return it to the free list only at 0.",

@@ -1650,6 +1650,13 @@ def sliding_window_mask(L, S, window):
     i = torch.arange(S - L, S)[:, None]
     j = torch.arange(S)[None, :]
     mask = (j <= i) & (j > i - window)""", ['forget `return`']),
+    ('7.4', 'a loop of slices with a negative start', '''
+def sliding_window_mask(L, S, window):
+    mask = torch.zeros(L, S, dtype=torch.bool)
+    for i in range(L):
+        p = S - L + i
+        mask[i, p - window + 1:p + 1] = True
+    return mask''', ['max(0']),
 ]
 # --- chapter 8: serving (gather through a block table, the block manager, verifying a draft)
 C += [

@@ -325,6 +325,15 @@ def _window_ref(L, S, window):
     return _window(L, S, window)
 
 
+def _window_slices(L: int, S: int, window: int) -> torch.Tensor:
+    """A loop of row slices m[i, p - window + 1 : p + 1] with no max(0, ...): a negative start wraps around."""
+    mask = torch.zeros(L, S, dtype=torch.bool)
+    for i in range(L):
+        p = S - L + i
+        mask[i, p - window + 1:p + 1] = True
+    return mask
+
+
 def _window_cases(gen: torch.Generator) -> list[Case]:
     return [Case("L = S = 6, window 3", {"L": 6, "S": 6, "window": 3}),
             Case("3 new queries after 5 cached tokens: L=3, S=8, window 4", {"L": 3, "S": 8, "window": 4}),
@@ -551,6 +560,10 @@ EXERCISES = [
             Misconception(lambda L, S, window: _window(L, S, window, no_causal_bound=True),
                           "Your window has no causal bound: every query also sees ALL the keys after it. Keep "
                           "both limits: p - j < window AND p - j >= 0 (j <= p).", name="no-causal-bound"),
+            Misconception(_window_slices,
+                          "The first rows came out empty: a slice mask[i, p - window + 1 : p + 1] whose start is "
+                          "negative counts from the END of the row (Python slicing), so it selects nothing. Clamp "
+                          "the start: max(0, p - window + 1).", name="negative-slice-start"),
         ),
     ),
 ]

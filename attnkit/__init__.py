@@ -46,7 +46,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                "get_exercise", "grading_mode", "padding_changes_output", "run_exercise"),
     "paged_cache": ("BlockAllocator", "OutOfBlocksError", "PagedBatch", "PagedKVCache", "blocks_needed",
                     "gather_paged_kv"),
-    "batching": ("Request", "ServeLog", "ServeStep", "generate_paged", "generate_shared_prefix", "left_pad",
+    "batching": ("Request", "ServeLog", "ServeStep", "Wait", "generate_paged", "generate_shared_prefix", "left_pad",
                  "packed_causal_mask", "serve_continuous"),
     "speculative": ("NGramDraft", "speculative_generate", "truncated_draft", "verify_draft"),
     "latent_attention": ("LatentAttention", "kv_bytes_per_token"),

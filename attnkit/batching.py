@@ -21,7 +21,7 @@ import torch
 from attnkit._validate import expect_positive_int, expect_tensor, shape_str
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
-__all__ = ["left_pad", "packed_causal_mask", "generate_paged", "generate_shared_prefix", "Request", "ServeStep",
+__all__ = ["left_pad", "packed_causal_mask", "generate_paged", "generate_shared_prefix", "Request", "Wait", "ServeStep",
            "ServeLog", "serve_continuous"]
 
 
@@ -184,6 +184,16 @@ class Request:
 
 
 @dataclass
+class Wait:
+    """Why the first waiting request was not admitted at a step: no seat, or not enough blocks."""
+
+    request: int
+    seats_full: bool  # max_batch requests were running
+    blocks_needed: int  # for its whole length (prompt + new tokens)
+    blocks_available: int  # free blocks minus those the running requests will still need
+
+
+@dataclass
 class ServeStep:
     """What one scheduler step did, and the cache right after it."""
 
@@ -195,6 +205,7 @@ class ServeStep:
     tables: dict[int, list[int]]  # block table of every running request
     lengths: dict[int, int]  # positions each running request holds
     free_blocks: int
+    wait: Wait | None = None  # why waiting[0] did not join, if anyone waits
 
 
 @dataclass
@@ -258,6 +269,9 @@ def serve_continuous(
                 promised += blocks_needed(total(i), block_size) - len(cache.tables[i])
                 running.append(i)
                 admitted.append(i)
+            wait = None if not waiting else Wait(waiting[0], len(running) >= max_batch,
+                                                 blocks_needed(total(waiting[0]), block_size),
+                                                 cache.allocator.num_free - promised)
             decoding = [i for i in running if len(out[i]) < total(i)]
             if decoding:
                 context = torch.tensor([[out[i][-1]] for i in decoding])  # (B, 1): each one's newest token
@@ -271,7 +285,7 @@ def serve_continuous(
                     finished.append(i)
             log.steps.append(ServeStep(step, admitted, finished, list(running), list(waiting),
                                        {i: list(cache.tables[i]) for i in running},
-                                       {i: cache.lengths[i] for i in running}, cache.allocator.num_free))
+                                       {i: cache.lengths[i] for i in running}, cache.allocator.num_free, wait))
             step += 1
     log.tokens = {i: torch.tensor(out[i]) for i in range(len(requests))}
     return log

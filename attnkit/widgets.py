@@ -1240,6 +1240,11 @@ def paging_explorer_data(step: int, block_size: int = 4) -> dict[str, Any]:
     events += [f"request {i} joins: {_plural(len(s.tables[i]), 'block')}" if i in s.tables else
                f"request {i} joins and finishes" for i in s.admitted]
     events += [f"request {i} finishes: its blocks are freed" for i in s.finished]
+    if s.wait is not None:  # why the first waiting request did not join at this step
+        w = s.wait
+        events.append(f"request {w.request} waits: " + ("the batch is full" if w.seats_full else
+                      f"needs {_plural(w.blocks_needed, 'block')}, {w.blocks_available} free after reserving "
+                      "the running requests' growth"))
     used = sum(s.lengths.values())
     return {"owner": owner, "tables": s.tables, "lengths": s.lengths, "running": s.running, "waiting": s.waiting,
             "events": events, "free_history": torch.tensor([t.free_blocks for t in log.steps]),

@@ -104,3 +104,12 @@ def test_continuous_batching_keeps_the_invariants_of_the_pool(model):
 def test_a_request_larger_than_the_pool_is_refused_up_front(model):
     with pytest.raises(ValueError, match="needs 4 blocks, more than the whole pool"):
         serve_continuous(model, [Request(0, ids(1, 10), 6)], num_blocks=3, block_size=4)
+
+
+def test_a_request_waits_only_for_a_seat_or_for_blocks(model):
+    requests = [Request(0, ids(20 + i, n), 4) for i, n in enumerate((9, 7, 12, 5, 10))]  # all at once
+    log = serve_continuous(model, requests, max_batch=2, num_blocks=12, block_size=4)
+    waits = [s.wait for s in log.steps if s.wait is not None]
+    assert waits and any(w.seats_full for w in waits)
+    for w in waits:  # the reason given is true: no seat, or fewer blocks than the request's whole length
+        assert w.seats_full or w.blocks_needed > w.blocks_available

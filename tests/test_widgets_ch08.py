@@ -67,3 +67,13 @@ def test_the_step_slider_follows_the_run_of_the_block_size():
 def test_one_block_is_not_plural():
     events = [e for s in range(W.paging_explorer_data(0)["n_steps"]) for e in W.paging_explorer_data(s)["events"]]
     assert not any(" 1 blocks" in e for e in events)
+
+
+def test_a_waiting_request_says_why_and_with_blocks_of_8_one_waits_for_memory_beside_a_free_seat():
+    reasons = []
+    for step in range(W.paging_explorer_data(0, 8)["n_steps"]):
+        data = W.paging_explorer_data(step, 8)
+        said = [e for e in data["events"] if " waits: " in e]
+        assert len(said) == (1 if data["waiting"] else 0)  # the first in the queue, and why
+        reasons += said
+    assert any("needs" in r and "free after reserving" in r for r in reasons)  # memory, not a seat

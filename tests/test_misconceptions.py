@@ -1944,6 +1944,39 @@ class BlockManager:
             if self.ref_counts[b] == 0:
                 self.free_blocks.append(b)
 ''', ['del self.lengths[seq]']),
+    ('8.2', 'the length updated before the out-of-blocks test', '''
+class BlockManager:
+    def __init__(self, num_blocks, block_size):
+        self.block_size = block_size
+        self.free_blocks = list(range(num_blocks))
+        self.ref_counts = [0] * num_blocks
+        self.tables = {}
+        self.lengths = {}
+
+    def fork(self, parent, child):
+        self.tables[child] = list(self.tables[parent])
+        self.lengths[child] = self.lengths[parent]
+        for b in self.tables[child]:
+            self.ref_counts[b] += 1
+
+    def allocate(self, seq, n_tokens):
+        table = self.tables.setdefault(seq, [])
+        self.lengths[seq] = self.lengths.get(seq, 0) + n_tokens
+        need = -(-self.lengths[seq] // self.block_size) - len(table)
+        if need > len(self.free_blocks):
+            raise RuntimeError("out of blocks")
+        for _ in range(need):
+            b = self.free_blocks.pop(0)
+            self.ref_counts[b] = 1
+            table.append(b)
+
+    def free(self, seq):
+        for b in self.tables.pop(seq):
+            self.ref_counts[b] -= 1
+            if self.ref_counts[b] == 0:
+                self.free_blocks.append(b)
+        del self.lengths[seq]
+''', ['before finding out']),
     ('8.3', 'accepts past the first mismatch', '''
 def verify_draft(draft_tokens, target_logits):
     choice = target_logits.argmax(dim=-1)

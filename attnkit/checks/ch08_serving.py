@@ -71,7 +71,7 @@ class _Manager:
     """The reference of 8.2, with switches for the mistakes."""
 
     floor = plus_one = per_call = no_return = ignore_refs = partial = stale_length = False
-    full_at_equal = no_ref_set = table_kept = no_decrement = length_kept = False
+    full_at_equal = no_ref_set = table_kept = no_decrement = length_kept = length_first = False
 
     def __init__(self, num_blocks, block_size):
         self.block_size = block_size
@@ -99,6 +99,8 @@ class _Manager:
         else:
             need = -(-total // self.block_size) - len(table)
         need = max(need, 0)
+        if self.length_first:  # the length updated before the test that may refuse the request
+            self.lengths[seq] = length + n_tokens
         if (need >= len(self.free_blocks) if self.full_at_equal else need > len(self.free_blocks)) \
                 and not self.partial:
             raise RuntimeError(f"out of blocks: {need} requested, {len(self.free_blocks)} free")
@@ -364,6 +366,11 @@ EXERCISES = [
                           "When the pool runs out you took the blocks that were free and then failed, losing "
                           "them: check that enough blocks are free BEFORE taking any, and raise RuntimeError "
                           "without changing anything.", name="partial-allocation"),
+            Misconception(_manager(length_first=True),
+                          "A refused request changed the sequence's length: you added n_tokens to "
+                          "self.lengths[seq] before finding out the pool is too small, so its next request asks "
+                          "for blocks it never got. Raise BEFORE changing anything; update the length last.",
+                          name="length-changed-on-refusal"),
         ),
     ),
     Exercise(

@@ -82,6 +82,15 @@ def expect_positive_int(name: str, n: object, *, allow_zero: bool = False) -> in
     return n
 
 
+def expect_prompt(idx: object, batch: int | None = None) -> torch.Tensor:
+    """A decoding prompt: a (B, L) tensor of token ids with L >= 1 (B = `batch` when given)."""
+    expect_tensor("idx", idx)
+    if idx.dim() != 2 or idx.shape[1] == 0 or (batch is not None and idx.shape[0] != batch):
+        rows = "B" if batch is None else str(batch)
+        raise ValueError(f"Expected `idx` shape to be ({rows}, L) with L >= 1 but got {shape_str(idx.shape)}")
+    return idx
+
+
 def broadcast_shapes(*shapes: Sequence[int]) -> torch.Size:
     """torch.broadcast_shapes in plain Python (the same result and the same RuntimeError).
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from attnkit._validate import expect_positive_int, expect_tensor, shape_str
+from attnkit._validate import expect_positive_int, expect_prompt, expect_tensor, shape_str
 from attnkit.paged_cache import PagedKVCache, blocks_needed
 
 __all__ = ["left_pad", "packed_causal_mask", "generate_paged", "generate_shared_prefix", "Request", "Wait", "ServeStep",
@@ -88,11 +88,8 @@ def generate_paged(
 
     See chapters/08_serving.ipynb.
     """
-    expect_tensor("idx", idx)
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"Expected `idx` shape to be (B, L) with L >= 1 but got {shape_str(idx.shape)}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    expect_prompt(idx)
+    expect_positive_int("max_new_tokens", max_new_tokens, allow_zero=True)
     B, L = idx.shape
     config = model.config
     if cache is None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnkit._validate import expect_tensor, shape_str
+from attnkit._validate import expect_positive_int, expect_prompt
 from attnkit.gpt import GPT, MLP, Block, CausalSelfAttention
 from attnkit.kv_cache import KVCache
 from attnkit.masks import causal_mask
@@ -129,11 +129,8 @@ def generate(
 
     See chapters/05_kv_cache.ipynb.
     """
-    expect_tensor("idx", idx)
-    if idx.dim() != 2 or idx.shape[1] == 0:
-        raise ValueError(f"Expected `idx` shape to be (B, L) with L >= 1 but got {shape_str(idx.shape)}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    expect_prompt(idx)
+    expect_positive_int("max_new_tokens", max_new_tokens, allow_zero=True)
     if do_sample and not temperature > 0:
         raise ValueError(f"Expected `temperature` > 0 but got {temperature}")
     if top_k is not None and (not isinstance(top_k, int) or top_k <= 0):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from attnkit._validate import expect_tensor, shape_str
+from attnkit._validate import expect_positive_int, expect_prompt, expect_tensor, shape_str
 from attnkit.decoding import _Decoder, _runs_as_built
 from attnkit.kv_cache import KVCache
 from attnkit.paged_cache import PagedKVCache, blocks_needed
@@ -105,13 +105,9 @@ def speculative_generate(
 
     See chapters/08_serving.ipynb.
     """
-    expect_tensor("idx", idx)
-    if idx.dim() != 2 or idx.shape[0] != 1 or idx.shape[1] == 0:
-        raise ValueError(f"Expected `idx` shape to be (1, L) with L >= 1 but got {shape_str(idx.shape)}")
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"Expected `k` to be a positive int but got {k!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"Expected `max_new_tokens` to be a non-negative int but got {max_new_tokens!r}")
+    expect_prompt(idx, batch=1)
+    expect_positive_int("k", k)
+    expect_positive_int("max_new_tokens", max_new_tokens, allow_zero=True)
     if cache_type is not KVCache and cache_type is not PagedKVCache:
         raise ValueError(f"Expected `cache_type` to be KVCache or PagedKVCache but got {cache_type!r}")
     L = idx.shape[1]

@@ -23,8 +23,9 @@ import torch  # noqa: E402
 CHAPTERS = Path(__file__).resolve().parents[1] / "chapters"
 
 
-def run_chapter(name: str) -> dict[str, dict]:
-    """Execute the notebook's code cells in order; return {cell id: the namespace right after that cell}."""
+def run_chapter(name: str, skip: str | None = None) -> dict[str, dict]:
+    """Execute the notebook's code cells in order (not those whose source contains `skip`); return
+    {cell id: the namespace right after that cell}."""
     nb = nbformat.read(CHAPTERS / name, as_version=4)
     namespace: dict = {"__name__": "__chapter__"}
     after: dict[str, dict] = {}
@@ -33,7 +34,7 @@ def run_chapter(name: str) -> dict[str, dict]:
     try:
         with torch.random.fork_rng():  # the cells seed torch; leave the other tests' random state alone
             for cell in nb.cells:
-                if cell.cell_type != "code":
+                if cell.cell_type != "code" or (skip is not None and skip in cell.source):
                     continue
                 source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
                 exec(compile(source, f"{name}:{cell.id}", "exec"), namespace)

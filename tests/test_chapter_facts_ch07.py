@@ -8,10 +8,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import nbformat  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from test_chapter_facts import run_chapter  # noqa: E402
 
 CHAPTER = Path(__file__).resolve().parents[1] / "chapters" / "07_efficient_attention.ipynb"
 
@@ -20,25 +19,10 @@ MB = 2**20
 
 @pytest.fixture(scope="module")
 def ch7() -> dict[str, dict]:
-    """{cell id: the namespace right after that cell}, as tests/test_chapter_facts.py's run_chapter, except the
-    flex_attention cell: its eager path runs torch._dynamo, which needs the cells' module to be importable
-    (tests/test_sparse_attention.py and nbval run that code)."""
-    namespace: dict = {"__name__": "__chapter__"}
-    after: dict[str, dict] = {}
-    threads, show = torch.get_num_threads(), plt.show
-    plt.show = lambda *args, **kwargs: None
-    try:
-        with torch.random.fork_rng():
-            for cell in nbformat.read(CHAPTER, as_version=4).cells:
-                if cell.cell_type != "code" or "flex_attention" in cell.source:
-                    continue
-                exec(compile(cell.source, f"{CHAPTER.name}:{cell.id}", "exec"), namespace)
-                after[cell.id] = dict(namespace)
-                plt.close("all")
-    finally:
-        plt.show = show
-        torch.set_num_threads(threads)
-    return after
+    """{cell id: the namespace right after that cell}, except the flex_attention cell: its eager path runs
+    torch._dynamo, which needs the cells' module to be importable (tests/test_sparse_attention.py and nbval
+    run that code)."""
+    return run_chapter(CHAPTER.name, skip="flex_attention")
 
 
 def test_naive_memory_is_five_l_by_l_matrices_and_the_fused_kernel_linear(ch7):
